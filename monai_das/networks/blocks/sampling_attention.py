@@ -1,0 +1,115 @@
+"""The DAS multi-head sampling attention: k rows of sampling logits and an input-dependent temperature."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from monai.utils import look_up_option
+from torch import nn
+
+__all__ = ["SamplingAttention"]
+
+BASE_SCORES = ("learned", "variance")
+TEMPORAL_CONTEXTS = ("conv", "none")
+
+
+class SamplingAttention(nn.Module):
+    """Maps per-frame features ``F`` to the sampling logits ``A`` and temperature ``tau`` of DAS.
+
+    Following the DAS specification (`arXiv 2510.12376 <https://arxiv.org/abs/2510.12376>`_)::
+
+        s_h = Softplus(MLP_h(pool_T(F)))                   (B, k), one MLP per head h = 1..H
+        A_h[:, j, :] = a_base * s_h[:, j]                  (B, k, T)
+        A = mean_h A_h
+        tau = tau0 * (0.5 + sigmoid(MLP_temp(pool_T(F))))  (B,)
+
+    Each row of ``A_h`` is a positive multiple of ``a_base``, so with the literal form every row ranks frames the
+    same way and the picks are the top-k of ``a_base``. To make the ranking learnable, by default:
+
+    * ``base_score="learned"``: ``a_base = Softplus(w . ctx_t)`` is scored by a small network from the embedded
+      features with temporal context ``ctx`` (a residual 1D convolution across frames, ``temporal_context="conv"``),
+      so a frame is judged against its neighbours; ``base_score="variance"`` uses the frame variance divided by its
+      maximum over T (the literal form);
+    * ``row_queries=True``: every head adds ``q_{h,j} . key_h(ctx_t) / sqrt(d)`` with a learned query per row ``j``,
+      so the k rows can prefer different frames.
+
+    ``pool_T`` concatenates the mean and the max over frames of the embedded features. The temperature multiplies
+    the logits (``softmax(tau * A + G)``): a larger ``tau`` gives a sharper distribution.
+
+    Args:
+        in_features: number of per-frame features ``d``.
+        num_samples: number of rows ``k``.
+        num_heads: number of heads ``H``.
+        hidden_size: width of the embedding, the MLPs and the context convolution.
+        tau0: base temperature ``tau0`` (> 0).
+        base_score: ``"learned"`` or ``"variance"``; ``"variance"`` reads feature 0 of the raw features.
+        temporal_context: ``"conv"`` (kernel ``context_kernel``) or ``"none"``.
+        context_kernel: odd kernel size of the temporal convolution.
+        row_queries: add the per-row query term described above.
+
+    Shape:
+        ``forward(features, raw_variance)`` with ``features`` ``(B, T, d)`` (normalised) and ``raw_variance``
+        ``(B, T)`` (non-negative), returns ``(A, tau)`` of shapes ``(B, k, T)`` and ``(B,)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_samples: int,
+        num_heads: int = 4,
+        hidden_size: int = 32,
+        tau0: float = 1.0,
+        base_score: str = "learned",
+        temporal_context: str = "conv",
+        context_kernel: int = 5,
+        row_queries: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("num_samples", num_samples), ("num_heads", num_heads)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}.")
+        if hidden_size < num_heads or hidden_size % num_heads:
+            raise ValueError(f"hidden_size ({hidden_size}) must be a positive multiple of num_heads ({num_heads}).")
+        if tau0 <= 0:
+            raise ValueError(f"tau0 must be > 0, got {tau0}.")
+        if context_kernel < 1 or context_kernel % 2 == 0:
+            raise ValueError(f"context_kernel must be an odd integer >= 1, got {context_kernel}.")
+        self.base_score = look_up_option(base_score, BASE_SCORES)
+        self.temporal_context = look_up_option(temporal_context, TEMPORAL_CONTEXTS)
+        self.num_samples = num_samples
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.tau0 = tau0
+        self.row_queries = row_queries
+
+        self.embed = nn.Sequential(nn.Linear(in_features, hidden_size), nn.GELU())
+        self.context = nn.Conv1d(hidden_size, hidden_size, context_kernel, padding=context_kernel // 2)
+        self.base = nn.Linear(hidden_size, 1)
+        self.scales = nn.ModuleList(
+            [nn.Sequential(nn.Linear(2 * hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, num_samples))
+             for _ in range(num_heads)]
+        )
+        self.temperature = nn.Sequential(nn.Linear(2 * hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, 1))
+        self.keys = nn.Linear(hidden_size, hidden_size)
+        self.queries = nn.Parameter(torch.randn(num_heads, num_samples, self.head_dim) / math.sqrt(self.head_dim))
+
+    def forward(self, features: torch.Tensor, raw_variance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, _ = features.shape
+        ctx = self.embed(features)  # (B, T, hidden)
+        if self.temporal_context == "conv":
+            ctx = ctx + F.gelu(self.context(ctx.transpose(1, 2)).transpose(1, 2))
+        pooled = torch.cat([ctx.mean(dim=1), ctx.amax(dim=1)], dim=-1)  # (B, 2 * hidden)
+
+        if self.base_score == "learned":
+            a_base = F.softplus(self.base(ctx).squeeze(-1))  # (B, T)
+        else:
+            a_base = raw_variance / raw_variance.amax(dim=1, keepdim=True).clamp_min(1e-12)
+        scales = torch.stack([F.softplus(mlp(pooled)) for mlp in self.scales], dim=1)  # (B, H, k)
+        logits = scales.unsqueeze(-1) * a_base[:, None, None, :]  # (B, H, k, T)
+        if self.row_queries:
+            keys = self.keys(ctx).reshape(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
+            logits = logits + torch.einsum("hkd,bhtd->bhkt", self.queries, keys) / math.sqrt(self.head_dim)
+        tau = self.tau0 * (0.5 + torch.sigmoid(self.temperature(pooled).squeeze(-1)))  # (B,)
+        return logits.mean(dim=1), tau

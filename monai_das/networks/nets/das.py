@@ -1,0 +1,97 @@
+"""DAS: Deep Attention-guided Adaptive Subsampling, the input-adaptive, single-pass frame sampler."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from monai_das.networks.blocks import FrameEmbedding, FrameFeatures, SamplingAttention
+from monai_das.networks.layers import gumbel_noise, straight_through_topk
+from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
+
+__all__ = ["DASampler"]
+
+
+class DASampler(FrameSampler):
+    """Picks ``num_samples`` frames per input in one pass (`Shankaranarayana et al., arXiv 2510.12376
+    <https://arxiv.org/abs/2510.12376>`_).
+
+    1. Per-frame features ``F``: variance, Sobel and Laplacian edge energy (:py:class:`FrameFeatures`, log-scaled
+       and standardised over T per input), plus, when ``embedding_size > 0``, a learned tiny-CNN embedding of each
+       frame (:py:class:`FrameEmbedding`).
+    2. Multi-head sampling attention (:py:class:`SamplingAttention`) gives k rows of logits ``A`` ``(B, k, T)`` and
+       the adaptive temperature ``tau = tau0 * (0.5 + sigmoid(MLP_temp(F)))``.
+    3. ``P_soft = softmax_T(tau * A + G)`` with Gumbel noise ``G`` in training only; straight-through one-hot rows
+       in the forward pass; row ``j`` cannot pick a frame taken by rows ``< j``, so the k picks are distinct; the
+       picks are returned in temporal order. In eval mode there is no noise and the selection is deterministic.
+
+    The literal form of the paper (picks = top-k of the frame variance) is
+    ``DASampler(k, base_score="variance", row_queries=False, temporal_context="none", embedding_size=0)``.
+
+    Args:
+        num_samples: k, the frames to keep.
+        in_channels: channels of the input (for the learned embedding).
+        num_heads: attention heads H.
+        hidden_size: width of the attention MLPs (a multiple of ``num_heads``).
+        tau0: base temperature (> 0); the temperature multiplies the logits.
+        base_score: ``"learned"`` (default) or ``"variance"``, see :py:class:`SamplingAttention`.
+        temporal_context: ``"conv"`` (default) or ``"none"``.
+        context_kernel: kernel of the temporal convolution (odd).
+        row_queries: learned per-row queries so rows can prefer different frames (default ``True``).
+        embedding_size: size of the learned per-frame embedding added to the hand-made features; 0 disables it.
+        kernel_size: Sobel/Laplacian kernel size.
+
+    Example::
+
+        >>> sampler = DASampler(num_samples=8)
+        >>> out = sampler(torch.rand(2, 1, 32, 28, 28))
+        >>> out.frames.shape, out.indices.shape
+        (torch.Size([2, 1, 8, 28, 28]), torch.Size([2, 8]))
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        in_channels: int = 1,
+        num_heads: int = 4,
+        hidden_size: int = 32,
+        tau0: float = 1.0,
+        base_score: str = "learned",
+        temporal_context: str = "conv",
+        context_kernel: int = 5,
+        row_queries: bool = True,
+        embedding_size: int = 16,
+        kernel_size: int = 3,
+    ) -> None:
+        super().__init__(num_samples)
+        if embedding_size < 0:
+            raise ValueError(f"embedding_size must be >= 0, got {embedding_size}.")
+        self.features = FrameFeatures(kernel_size=kernel_size)
+        self.embedding = FrameEmbedding(in_channels, embedding_size) if embedding_size > 0 else None
+        self.attention = SamplingAttention(
+            in_features=FrameFeatures.num_features + embedding_size,
+            num_samples=num_samples,
+            num_heads=num_heads,
+            hidden_size=hidden_size,
+            tau0=tau0,
+            base_score=base_score,
+            temporal_context=temporal_context,
+            context_kernel=context_kernel,
+            row_queries=row_queries,
+        )
+        self.norm = nn.LayerNorm(FrameFeatures.num_features + embedding_size)
+
+    def forward(self, x: torch.Tensor) -> SamplerOutput:
+        """``x``: ``(B, C, T, H, W)`` with ``T >= num_samples``; returns a :py:class:`SamplerOutput`."""
+        self.validate(x)
+        raw = self.features(x)  # (B, T, 3)
+        feats = torch.log(raw + 1e-6)
+        feats = (feats - feats.mean(dim=1, keepdim=True)) / (feats.std(dim=1, keepdim=True, unbiased=False) + 1e-3)
+        if self.embedding is not None:
+            feats = torch.cat([feats, self.embedding(x)], dim=-1)
+        logits, tau = self.attention(self.norm(feats), raw[..., 0])
+        scores = tau[:, None, None] * logits  # (B, k, T)
+        if self.training:
+            scores = scores + gumbel_noise(list(scores.shape), scores)
+        weights, indices = straight_through_topk(scores)
+        return SamplerOutput(self.apply(x, weights, indices), weights, indices, tau[:, None, None] * logits, tau)

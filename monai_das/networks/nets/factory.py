@@ -1,0 +1,54 @@
+"""Build any sampler from its name, so a bundle switches method with one override."""
+
+from __future__ import annotations
+
+from monai.utils import look_up_option
+
+from monai_das.networks.nets.adps import ADPSampler
+from monai_das.networks.nets.das import DASampler
+from monai_das.networks.nets.dps import DPSampler
+from monai_das.networks.nets.fixed_samplers import FullSequence, RandomSampler, UniformSampler
+from monai_das.networks.nets.sampler_base import FrameSampler
+
+__all__ = ["SAMPLER_NAMES", "get_sampler", "samples_for_ratio"]
+
+SAMPLER_NAMES = ("das", "dps", "adps", "uniform", "random", "full")
+
+
+def samples_for_ratio(num_frames: int, ratio: float) -> int:
+    """k for a sampling ratio: ``max(1, round(ratio * num_frames))``; ``ratio`` must be in (0, 1]."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"sampling ratio must be in (0, 1], got {ratio}.")
+    return max(1, round(ratio * num_frames))
+
+
+def get_sampler(
+    name: str, num_samples: int, num_frames: int | None = None, in_channels: int = 1, seed: int | None = 0, **kwargs
+) -> FrameSampler:
+    """Build the sampler called ``name``.
+
+    Args:
+        name: one of ``"das"``, ``"dps"``, ``"adps"``, ``"uniform"``, ``"random"``, ``"full"``.
+        num_samples: k, the frames to keep (ignored by ``"full"``).
+        num_frames: T; required by ``"dps"`` and ``"adps"`` (their logits have one entry per frame).
+        in_channels: input channels (``"das"``, ``"adps"``).
+        seed: seed of ``"random"``.
+        kwargs: any other constructor argument of the chosen sampler.
+
+    Raises:
+        ValueError: for an unknown ``name`` (the message lists the valid names), or a missing ``num_frames``.
+    """
+    name = look_up_option(str(name).lower(), SAMPLER_NAMES)
+    if name in ("dps", "adps") and num_frames is None:
+        raise ValueError(f"get_sampler('{name}') needs num_frames (the sequence length T).")
+    if name == "das":
+        return DASampler(num_samples, in_channels=in_channels, **kwargs)
+    if name == "dps":
+        return DPSampler(num_samples, num_frames, **kwargs)  # type: ignore[arg-type]
+    if name == "adps":
+        return ADPSampler(num_samples, num_frames, in_channels=in_channels, **kwargs)  # type: ignore[arg-type]
+    if name == "uniform":
+        return UniformSampler(num_samples, **kwargs)
+    if name == "random":
+        return RandomSampler(num_samples, seed=seed, **kwargs)
+    return FullSequence(num_samples, **kwargs)

@@ -1,0 +1,84 @@
+"""The interface every frame sampler shares: its typed output, input checks and frame gathering."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+
+__all__ = ["SamplerOutput", "FrameSampler"]
+
+
+class SamplerOutput(NamedTuple):
+    """What a sampler picked.
+
+    Attributes:
+        frames: ``(B, C, k, H, W)`` the picked frames, in temporal order.
+        weights: ``(B, k, T)`` the sampling matrix ``P``; one-hot rows in the forward pass (soft gradient in training
+            for the learned samplers), ``frames = P`` applied to the input along ``T``.
+        indices: ``(B, k)`` long, the picked frame indices, strictly increasing.
+        logits: ``(B, k, T)`` the noise-free, temperature-scaled logits, for the learned samplers; ``None`` otherwise.
+        temperature: ``(B,)`` the temperature, for the samplers that have one; ``None`` otherwise.
+    """
+
+    frames: torch.Tensor
+    weights: torch.Tensor
+    indices: torch.Tensor
+    logits: Optional[torch.Tensor] = None
+    temperature: Optional[torch.Tensor] = None
+
+
+class FrameSampler(nn.Module):
+    """Base class of the samplers: picks ``num_samples`` (k) of the ``T`` frames of a ``(B, C, T, H, W)`` input.
+
+    Args:
+        num_samples: the number of frames to keep, k >= 1.
+
+    Raises:
+        ValueError: when ``num_samples`` is not a positive integer.
+    """
+
+    def __init__(self, num_samples: int) -> None:
+        super().__init__()
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}.")
+        self.num_samples = num_samples
+
+    @torch.jit.unused
+    def check_input(self, x: torch.Tensor, num_samples: int | None = None) -> None:
+        """Raise ``TypeError``/``ValueError`` naming the argument ``x`` when it is not a valid frame sequence."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of shape (B, C, T, H, W), got {type(x).__name__}.")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating point tensor, got dtype {x.dtype}.")
+        if x.ndim != 5:
+            raise ValueError(f"x must be 5-D (B, C, T, H, W), got shape {tuple(x.shape)} ({x.ndim}-D).")
+        k = self.num_samples if num_samples is None else num_samples
+        if x.shape[2] < k:
+            raise ValueError(
+                f"num_samples ({k}) must be <= the number of frames T of x, got x of shape {tuple(x.shape)} "
+                f"(T = {x.shape[2]})."
+            )
+        if min(x.shape) == 0:
+            raise ValueError(f"x must not be empty, got shape {tuple(x.shape)}.")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or Inf values; the samplers need finite frames.")
+
+    def validate(self, x: torch.Tensor) -> None:
+        """Check ``x`` eagerly; skipped while scripting or tracing."""
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+            self.check_input(x)
+
+    @staticmethod
+    def apply(x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Apply the sampling matrix along T: ``(B, C, T, H, W)`` -> ``(B, C, k, H, W)``.
+
+        When no gradient is needed the frames are gathered by index, which costs nothing; otherwise the product
+        with ``P`` carries the straight-through gradient to the sampler.
+        """
+        if weights.requires_grad:
+            return torch.einsum("bkt,bcthw->bckhw", weights.to(x.dtype), x)
+        b, c, _, h, w = x.shape
+        index = indices[:, None, :, None, None].expand(b, c, indices.shape[1], h, w)
+        return x.gather(2, index)
