@@ -124,6 +124,9 @@ class MobileNetV3Small(nn.Module):
         dropout: dropout probability before the last linear layer, in ``[0, 1)``. Defaults to 0.2.
         width_mult: channel width multiplier (> 0); channel counts are rounded to multiples of 8.
             Defaults to 1.0.
+        bn_momentum: momentum of every BatchNorm's running statistics. The reference uses 0.01, which leaves the
+            running statistics far from the data after a short training (every input then gets the same class in
+            eval mode); the default 0.1 is PyTorch's.
 
     Shapes:
         - input: ``(N, in_channels, H, W)``
@@ -137,7 +140,14 @@ class MobileNetV3Small(nn.Module):
         ValueError: on invalid arguments, or in ``forward`` when the input is not 4-D.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 1000, dropout: float = 0.2, width_mult: float = 1.0):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 1000,
+        dropout: float = 0.2,
+        width_mult: float = 1.0,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}.")
@@ -147,6 +157,8 @@ class MobileNetV3Small(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         if not width_mult > 0.0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}.")
+        if not 0.0 < bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {bn_momentum}.")
 
         def adjust(channels: int) -> int:
             return _make_divisible(channels * width_mult, 8)
@@ -183,6 +195,7 @@ class MobileNetV3Small(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
+                m.momentum = bn_momentum
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):

@@ -37,7 +37,9 @@ def test_structure():
     model = MobileNetV3Small()
     assert len(model.features) == 13  # stem + 11 inverted residual blocks + last conv
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert bns and all(bn.eps == 0.001 and bn.momentum == 0.01 for bn in bns)
+    assert bns and all(bn.eps == 0.001 and bn.momentum == 0.1 for bn in bns)
+    reference = [m for m in MobileNetV3Small(bn_momentum=0.01).modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(bn.momentum == 0.01 for bn in reference)
     assert model.features[-1][0].out_channels == 576
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     assert len(dropouts) == 1 and dropouts[0].p == 0.2

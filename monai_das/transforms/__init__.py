@@ -1,0 +1,71 @@
+"""Frame-sequence transforms for channel-first ``(C, T, H, W)`` images: pure functions, array and
+dictionary transforms (with ``D``/``Dict`` aliases)."""
+
+from __future__ import annotations
+
+from .array import LoadVideo, PadOrCropFrames, RandFrameSample, UniformFrameSample, VolumeToSequence
+from .dictionary import (
+    LoadVideoD,
+    LoadVideod,
+    LoadVideoDict,
+    PadOrCropFramesD,
+    PadOrCropFramesd,
+    PadOrCropFramesDict,
+    RandFrameSampleD,
+    RandFrameSampled,
+    RandFrameSampleDict,
+    UniformFrameSampleD,
+    UniformFrameSampled,
+    UniformFrameSampleDict,
+    VolumeToSequenceD,
+    VolumeToSequenced,
+    VolumeToSequenceDict,
+)
+from .functional import (
+    FrameCropMode,
+    FramePadMode,
+    check_frames_shape,
+    load_video,
+    pad_or_crop_frame_indices,
+    pad_or_crop_frames,
+    random_frame_indices,
+    select_frames,
+    uniform_frame_indices,
+    volume_to_sequence,
+)
+
+__all__ = [
+    # functional
+    "FrameCropMode",
+    "FramePadMode",
+    "check_frames_shape",
+    "load_video",
+    "pad_or_crop_frame_indices",
+    "pad_or_crop_frames",
+    "random_frame_indices",
+    "select_frames",
+    "uniform_frame_indices",
+    "volume_to_sequence",
+    # array
+    "LoadVideo",
+    "PadOrCropFrames",
+    "RandFrameSample",
+    "UniformFrameSample",
+    "VolumeToSequence",
+    # dictionary
+    "LoadVideod",
+    "LoadVideoD",
+    "LoadVideoDict",
+    "PadOrCropFramesd",
+    "PadOrCropFramesD",
+    "PadOrCropFramesDict",
+    "RandFrameSampled",
+    "RandFrameSampleD",
+    "RandFrameSampleDict",
+    "UniformFrameSampled",
+    "UniformFrameSampleD",
+    "UniformFrameSampleDict",
+    "VolumeToSequenced",
+    "VolumeToSequenceD",
+    "VolumeToSequenceDict",
+]
