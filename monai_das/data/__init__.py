@@ -1,0 +1,60 @@
+"""Datasets for frame-sequence classification: MedMNIST 3D volumes (offline npz), videos listed in
+CSV manifests (COVID-BLUES), BUSV PNG frame folders, and a synthetic task whose class is visible in
+only a few frames."""
+
+from __future__ import annotations
+
+from .busv import BUSV_CLASS_NAMES, BUSVDataset, busv_frame_files, list_busv_videos
+from .medmnist3d import (
+    MEDMNIST3D_FLAGS,
+    MEDMNIST3D_SIZES,
+    MedMNIST3D,
+    class_names,
+    medmnist3d_filename,
+    medmnist3d_info,
+)
+from .npz_dataset import NPZ_SPLITS, NpzSequenceDataset, file_md5
+from .synthetic import (
+    SYNTHETIC_CLASS_NAMES,
+    SyntheticSequenceDataset,
+    evidence_hit_rate,
+    make_synthetic_sequences,
+    save_synthetic_npz,
+    synthetic_evidence_mask,
+)
+from .video_manifest import (
+    COVID_BLUES_CLASS_NAMES,
+    CovidBluesDataset,
+    VideoManifestDataset,
+    read_manifest,
+    split_by_group,
+    validate_manifest,
+)
+
+__all__ = [
+    "BUSV_CLASS_NAMES",
+    "BUSVDataset",
+    "busv_frame_files",
+    "list_busv_videos",
+    "MEDMNIST3D_FLAGS",
+    "MEDMNIST3D_SIZES",
+    "MedMNIST3D",
+    "class_names",
+    "medmnist3d_filename",
+    "medmnist3d_info",
+    "NPZ_SPLITS",
+    "NpzSequenceDataset",
+    "file_md5",
+    "SYNTHETIC_CLASS_NAMES",
+    "SyntheticSequenceDataset",
+    "evidence_hit_rate",
+    "make_synthetic_sequences",
+    "save_synthetic_npz",
+    "synthetic_evidence_mask",
+    "COVID_BLUES_CLASS_NAMES",
+    "CovidBluesDataset",
+    "VideoManifestDataset",
+    "read_manifest",
+    "split_by_group",
+    "validate_manifest",
+]
