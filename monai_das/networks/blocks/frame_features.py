@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from monai.networks.layers import LaplaceFilter, separable_filtering
+import torch.nn.functional as F
+from monai.networks.layers import LaplaceFilter, apply_filter, separable_filtering
 from monai.transforms import SobelGradients
 from torch import nn
 
@@ -49,6 +50,9 @@ class FrameFeatures(nn.Module):
         grad_h = separable_filtering(frames, [diff, smooth], mode="replicate")
         grad_w = separable_filtering(frames, [smooth, diff], mode="replicate")
         sobel = torch.sqrt(grad_h**2 + grad_w**2 + self.eps).mean(dim=(1, 2, 3))
-        laplace = self.laplace(frames).abs().mean(dim=(1, 2, 3))
+        # replicate padding as for Sobel: LaplaceFilter's zero "same" padding gives flat frames a border response
+        pad = self.laplace.filter.shape[-1] // 2
+        padded = F.pad(frames, [pad, pad, pad, pad], mode="replicate")
+        laplace = apply_filter(padded, self.laplace.filter, padding=0).abs().mean(dim=(1, 2, 3))
         feats = torch.stack([variance, sobel, laplace], dim=-1).reshape(b, t, 3)
         return torch.log(feats + self.eps) if self.log_scale else feats

@@ -59,7 +59,8 @@ def straight_through_topk(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     picks = []
     for j in range(scores.shape[1]):
         row, index = straight_through_pick(scores[:, j], taken)
-        taken = taken.scatter(1, index.unsqueeze(1), True)
+        # a tensor source: a Python bool value makes torch.jit.trace fail on aten::scatter
+        taken = taken.scatter(1, index.unsqueeze(1), torch.ones_like(taken[:, :1]))
         rows.append(row)
         picks.append(index)
     return sort_picks(torch.stack(rows, dim=1), torch.stack(picks, dim=1))

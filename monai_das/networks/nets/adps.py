@@ -69,7 +69,8 @@ class ADPSampler(FrameSampler):
             logits = self.to_logits(hidden) / self.temperature  # (B, T)
             scores = logits + gumbel_noise([b, t], logits) / self.temperature if self.training else logits
             row, index = straight_through_pick(scores, taken)
-            taken = taken.scatter(1, index.unsqueeze(1), True)
+            # a tensor source: a Python bool value makes torch.jit.trace fail on aten::scatter
+            taken = taken.scatter(1, index.unsqueeze(1), torch.ones_like(taken[:, :1]))
             hidden, memory = self.cell(torch.einsum("bt,btd->bd", row, measurements), (hidden, memory))
             rows.append(row)
             picks.append(index)

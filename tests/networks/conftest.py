@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """The network tests run on tiny tensors, where intra-op threads only add overhead (and large slowdowns on a
+    busy CPU); the previous setting is restored after each test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
