@@ -115,7 +115,7 @@ def test_evidence_mask_and_hit_rate_values():
 def test_dataset_matches_function_and_transform():
     images, labels, starts = make_synthetic_sequences(5, num_frames=8, size=16, seed=2, num_classes=3)
     ds = SyntheticSequenceDataset(5, num_frames=8, size=16, seed=2, num_classes=3, cache=True)
-    assert len(ds) == 5 and ds.num_classes == 3 and ds.class_names == ["disc", "square", "diamond"]
+    assert len(ds) == 5 and ds.num_classes == 3 and ds.class_names == ["disc", "ring", "square"]
     np.testing.assert_array_equal(ds.labels, labels)
     for i in range(5):
         item = ds[i]

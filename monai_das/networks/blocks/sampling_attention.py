@@ -13,6 +13,7 @@ __all__ = ["SamplingAttention"]
 
 BASE_SCORES = ("learned", "variance")
 TEMPORAL_CONTEXTS = ("conv", "none")
+BASE_PRIORS = ("variance", "none")
 
 
 class SamplingAttention(nn.Module):
@@ -28,12 +29,15 @@ class SamplingAttention(nn.Module):
     Each row of ``A_h`` is a positive multiple of ``a_base``, so with the literal form every row ranks frames the
     same way and the picks are the top-k of ``a_base``. To make the ranking learnable, by default:
 
-    * ``base_score="learned"``: ``a_base = Softplus(w . ctx_t)`` is scored by a small network from the embedded
-      features with temporal context ``ctx`` (a residual 1D convolution across frames, ``temporal_context="conv"``),
-      so a frame is judged against its neighbours; ``base_score="variance"`` uses the frame variance divided by its
-      maximum over T (the literal form);
-    * ``row_queries=True``: every head adds ``q_{h,j} . key_h(ctx_t) / sqrt(d)`` with a learned query per row ``j``,
-      so the k rows can prefer different frames.
+    * ``base_score="learned"``: ``a_base = Softplus(prior_t + w . ctx_t + b)`` is scored by a small network from
+      the embedded features with temporal context ``ctx`` (a residual 1D convolution across frames,
+      ``temporal_context="conv"``), so a frame is judged against its neighbours. With ``base_prior="variance"``,
+      ``prior_t`` is the log frame variance standardised over T and ``w, b`` start at zero: the sampler starts from
+      the paper's variance ranking (it finds frames that carry structure from the first step, so the backbone gets
+      useful frames to learn from) and learns how to depart from it; ``base_prior="none"`` starts from a random
+      ranking. ``base_score="variance"`` is the literal form: the frame variance divided by its maximum over T;
+    * ``row_queries=True``: every head adds ``q_{h,j} . key_h(ctx_t) / sqrt(d)`` with a learned query per row ``j``
+      (near zero at the start), so the k rows can learn to prefer different frames.
 
     ``pool_T`` concatenates the mean and the max over frames of the embedded features. The temperature multiplies
     the logits (``softmax(tau * A + G)``): a larger ``tau`` gives a sharper distribution.
@@ -48,6 +52,7 @@ class SamplingAttention(nn.Module):
         temporal_context: ``"conv"`` (kernel ``context_kernel``) or ``"none"``.
         context_kernel: odd kernel size of the temporal convolution.
         row_queries: add the per-row query term described above.
+        base_prior: ``"variance"`` or ``"none"``, the starting point of the learned base score.
 
     Shape:
         ``forward(features, raw_variance)`` with ``features`` ``(B, T, d)`` (normalised) and ``raw_variance``
@@ -65,6 +70,7 @@ class SamplingAttention(nn.Module):
         temporal_context: str = "conv",
         context_kernel: int = 5,
         row_queries: bool = True,
+        base_prior: str = "variance",
     ) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("num_samples", num_samples), ("num_heads", num_heads)):
@@ -78,6 +84,7 @@ class SamplingAttention(nn.Module):
             raise ValueError(f"context_kernel must be an odd integer >= 1, got {context_kernel}.")
         self.base_score = look_up_option(base_score, BASE_SCORES)
         self.temporal_context = look_up_option(temporal_context, TEMPORAL_CONTEXTS)
+        self.base_prior = look_up_option(base_prior, BASE_PRIORS)
         self.num_samples = num_samples
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
@@ -93,7 +100,10 @@ class SamplingAttention(nn.Module):
         )
         self.temperature = nn.Sequential(nn.Linear(2 * hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, 1))
         self.keys = nn.Linear(hidden_size, hidden_size)
-        self.queries = nn.Parameter(torch.randn(num_heads, num_samples, self.head_dim) / math.sqrt(self.head_dim))
+        self.queries = nn.Parameter(torch.randn(num_heads, num_samples, self.head_dim) * 0.01)
+        if self.base_prior == "variance":
+            nn.init.zeros_(self.base.weight)
+            nn.init.zeros_(self.base.bias)
 
     def forward(self, features: torch.Tensor, raw_variance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, t, _ = features.shape
@@ -103,7 +113,13 @@ class SamplingAttention(nn.Module):
         pooled = torch.cat([ctx.mean(dim=1), ctx.amax(dim=1)], dim=-1)  # (B, 2 * hidden)
 
         if self.base_score == "learned":
-            a_base = F.softplus(self.base(ctx).squeeze(-1))  # (B, T)
+            score = self.base(ctx).squeeze(-1)  # (B, T)
+            if self.base_prior == "variance":
+                log_var = torch.log(raw_variance + 1e-6)
+                score = score + (log_var - log_var.mean(dim=1, keepdim=True)) / (
+                    log_var.std(dim=1, keepdim=True, unbiased=False) + 1e-3
+                )
+            a_base = F.softplus(score)  # (B, T)
         else:
             a_base = raw_variance / raw_variance.amax(dim=1, keepdim=True).clamp_min(1e-12)
         scales = torch.stack([F.softplus(mlp(pooled)) for mlp in self.scales], dim=1)  # (B, H, k)

@@ -38,6 +38,7 @@ class DASampler(FrameSampler):
         temporal_context: ``"conv"`` (default) or ``"none"``.
         context_kernel: kernel of the temporal convolution (odd).
         row_queries: learned per-row queries so rows can prefer different frames (default ``True``).
+        base_prior: ``"variance"`` (default: the learned base score starts from the variance ranking) or ``"none"``.
         embedding_size: size of the learned per-frame embedding added to the hand-made features; 0 disables it.
         kernel_size: Sobel/Laplacian kernel size.
 
@@ -60,6 +61,7 @@ class DASampler(FrameSampler):
         temporal_context: str = "conv",
         context_kernel: int = 5,
         row_queries: bool = True,
+        base_prior: str = "variance",
         embedding_size: int = 16,
         kernel_size: int = 3,
     ) -> None:
@@ -78,6 +80,7 @@ class DASampler(FrameSampler):
             temporal_context=temporal_context,
             context_kernel=context_kernel,
             row_queries=row_queries,
+            base_prior=base_prior,
         )
         self.norm = nn.LayerNorm(FrameFeatures.num_features + embedding_size)
 

@@ -56,8 +56,24 @@ def test_default_rows_can_rank_frames_differently():
     # the per-row queries make the k rows prefer different frames (the fix of the literal form's trap)
     torch.manual_seed(0)
     module = SamplingAttention(3, 4)
-    logits, _ = module(torch.randn(2, 10, 3), torch.rand(2, 10))
+    features, variance = torch.randn(2, 10, 3), torch.rand(2, 10)
+    with torch.no_grad():  # without the query term every row ranks frames the same way ...
+        module.queries.zero_()
+    logits, _ = module(features, variance)
+    assert all(len(set(logits[b].argmax(-1).tolist())) == 1 for b in range(2))
+    with torch.no_grad():  # ... and a learned query per row makes the rows differ
+        module.queries.normal_(0, 3.0)
+    logits, _ = module(features, variance)
     assert any(len(set(logits[b].argmax(-1).tolist())) > 1 for b in range(2))
+
+
+def test_variance_prior_starts_from_the_variance_ranking():
+    module = SamplingAttention(3, 2, row_queries=False)
+    variance = torch.tensor([[0.5, 2.0, 0.1, 1.0, 4.0, 0.3]])
+    logits, _ = module(torch.randn(1, 6, 3), variance)
+    assert torch.equal(logits[0, 0].argsort(), variance[0].argsort())
+    free = SamplingAttention(3, 2, row_queries=False, base_prior="none")
+    assert free.base.weight.abs().sum() > 0
 
 
 def test_das_literal_form_picks_topk_variance_in_eval():
