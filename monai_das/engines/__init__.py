@@ -1,0 +1,24 @@
+"""Training helpers for the engines: class balancing and the functions bundle configs call."""
+
+from __future__ import annotations
+
+from .class_balance import balanced_sampler_weights, class_weights
+from .training_recipe import (
+    IMBALANCE_POLICIES,
+    balanced_data_sampler,
+    logits_and_labels,
+    loss_weights,
+    metric_score,
+    probabilities_and_labels,
+)
+
+__all__ = [
+    "IMBALANCE_POLICIES",
+    "balanced_data_sampler",
+    "balanced_sampler_weights",
+    "class_weights",
+    "logits_and_labels",
+    "loss_weights",
+    "metric_score",
+    "probabilities_and_labels",
+]

@@ -1,0 +1,117 @@
+"""Writes what an inference run predicted, and which frames it looked at, to a CSV file a person can read."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from monai.utils import IgniteInfo, min_version, optional_import
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator")
+
+__all__ = ["PredictionWriter"]
+
+
+def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    return network.module if hasattr(network, "module") else network
+
+
+class PredictionWriter:
+    """One CSV row per input: its id, the predicted class, the class probabilities and the picked frame indices.
+
+    Attach it to the evaluator of an inference run whose postprocessing leaves class probabilities under
+    ``pred_key``. The picked frames are read from ``network.last_sampler_output`` (a
+    :py:class:`monai_das.networks.nets.SubsampledClassifier`); the id of an input is its ``id_key`` item, else the
+    ``filename_or_obj`` of its image metadata, else its running position in the run.
+
+    Columns: ``id, predicted_class, predicted_label, prob_<class name>..., picked_frames`` where ``picked_frames``
+    holds the 0-based frame (slice) indices separated by spaces, in temporal order.
+
+    Args:
+        output_path: the CSV file to write (its folder is created); rewritten at each run.
+        network: the classifier whose sampler decisions are recorded.
+        class_names: names of the classes, in label order.
+        pred_key: key of the class probabilities in each decollated output.
+        id_key: key of an input's id in each decollated batch item.
+        image_key: key of the image (for its ``filename_or_obj`` metadata).
+    """
+
+    def __init__(
+        self,
+        output_path: str,
+        network: torch.nn.Module,
+        class_names: Sequence[str],
+        pred_key: str = "pred",
+        id_key: str = "id",
+        image_key: str = "image",
+    ) -> None:
+        if not class_names:
+            raise ValueError("class_names must name at least one class.")
+        self.output_path = str(output_path)
+        self.network = network
+        self.class_names = [str(c) for c in class_names]
+        self.pred_key = pred_key
+        self.id_key = id_key
+        self.image_key = image_key
+        self.rows: list[list[str]] = []
+
+    def attach(self, engine: Engine) -> None:
+        if not engine.has_event_handler(self._reset, Events.EPOCH_STARTED):
+            engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
+
+    def _reset(self, engine: Engine) -> None:
+        self.rows = []
+
+    def _item_id(self, item: dict, position: int) -> str:
+        if isinstance(item, dict):
+            if self.id_key in item:
+                value = item[self.id_key]
+                return str(value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value)
+            meta = getattr(item.get(self.image_key), "meta", None) or {}
+            if "filename_or_obj" in meta:
+                return str(meta["filename_or_obj"])
+        return str(position)
+
+    def __call__(self, engine: Engine) -> None:
+        sampled = _unwrap(self.network).last_sampler_output
+        if sampled is None:
+            raise RuntimeError("PredictionWriter: the network has no last_sampler_output; is it a SubsampledClassifier?")
+        outputs = engine.state.output
+        batch = engine.state.batch
+        for i, out in enumerate(outputs):
+            probs = torch.as_tensor(out[self.pred_key]).detach().float().flatten().cpu()
+            if probs.numel() != len(self.class_names):
+                raise ValueError(
+                    f"PredictionWriter: '{self.pred_key}' has {probs.numel()} values but {len(self.class_names)} "
+                    "class names were given."
+                )
+            item = batch[i] if isinstance(batch, list) else {}
+            label = int(probs.argmax())
+            indices = " ".join(str(int(j)) for j in sampled.indices[i].tolist())
+            self.rows.append(
+                [self._item_id(item, len(self.rows)), str(label), self.class_names[label]]
+                + [f"{p:.6f}" for p in probs.tolist()]
+                + [indices]
+            )
+
+    def write(self, engine: Engine | None = None) -> None:
+        """Write the rows collected in this run to ``output_path``."""
+        folder = os.path.dirname(os.path.abspath(self.output_path))
+        os.makedirs(folder, exist_ok=True)
+        tmp = self.output_path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(
+                ["id", "predicted_class", "predicted_label"] + [f"prob_{c}" for c in self.class_names] + ["picked_frames"]
+            )
+            writer.writerows(self.rows)
+        os.replace(tmp, self.output_path)
