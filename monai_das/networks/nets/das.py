@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from monai_das.networks.blocks import FrameEmbedding, FrameFeatures, SamplingAttention
@@ -16,8 +17,9 @@ class DASampler(FrameSampler):
     """Picks ``num_samples`` frames per input in one pass (`Shankaranarayana et al., arXiv 2510.12376
     <https://arxiv.org/abs/2510.12376>`_).
 
-    1. Per-frame features ``F``: variance, Sobel and Laplacian edge energy (:py:class:`FrameFeatures`, log-scaled
-       and standardised over T per input), plus, when ``embedding_size > 0``, a learned tiny-CNN embedding of each
+    1. Per-frame features ``F``, computed on every frame average-pooled to at most ``feature_size`` pixels a side
+       (so the sampler's cost stays small next to the backbone's): variance, Sobel and Laplacian edge energy
+       (:py:class:`FrameFeatures`, log-scaled and standardised over T per input), plus, when ``embedding_size > 0``, a learned tiny-CNN embedding of each
        frame (:py:class:`FrameEmbedding`).
     2. Multi-head sampling attention (:py:class:`SamplingAttention`) gives k rows of logits ``A`` ``(B, k, T)`` and
        the adaptive temperature ``tau = tau0 * (0.5 + sigmoid(MLP_temp(F)))``.
@@ -41,6 +43,8 @@ class DASampler(FrameSampler):
         base_prior: ``"variance"`` (default: the learned base score starts from the variance ranking) or ``"none"``.
         embedding_size: size of the learned per-frame embedding added to the hand-made features; 0 disables it.
         kernel_size: Sobel/Laplacian kernel size.
+        feature_size: frames larger than this (in H or W) are average-pooled to it before the features are computed;
+            ``0`` computes them at full resolution.
 
     Example::
 
@@ -64,10 +68,14 @@ class DASampler(FrameSampler):
         base_prior: str = "variance",
         embedding_size: int = 16,
         kernel_size: int = 3,
+        feature_size: int = 16,
     ) -> None:
         super().__init__(num_samples)
         if embedding_size < 0:
             raise ValueError(f"embedding_size must be >= 0, got {embedding_size}.")
+        if feature_size < 0 or 0 < feature_size < kernel_size:
+            raise ValueError(f"feature_size must be 0 or >= kernel_size ({kernel_size}), got {feature_size}.")
+        self.feature_size = feature_size
         self.features = FrameFeatures(kernel_size=kernel_size)
         self.embedding = FrameEmbedding(in_channels, embedding_size) if embedding_size > 0 else None
         self.attention = SamplingAttention(
@@ -84,14 +92,23 @@ class DASampler(FrameSampler):
         )
         self.norm = nn.LayerNorm(FrameFeatures.num_features + embedding_size)
 
+    def downsample(self, x: torch.Tensor) -> torch.Tensor:
+        """Average-pool every frame of ``(B, C, T, H, W)`` to at most ``feature_size`` pixels a side."""
+        b, c, t, h, w = x.shape
+        if self.feature_size == 0 or (h <= self.feature_size and w <= self.feature_size):
+            return x
+        size = (min(h, self.feature_size), min(w, self.feature_size))
+        return F.adaptive_avg_pool3d(x, (t, size[0], size[1]))
+
     def forward(self, x: torch.Tensor) -> SamplerOutput:
         """``x``: ``(B, C, T, H, W)`` with ``T >= num_samples``; returns a :py:class:`SamplerOutput`."""
         self.validate(x)
-        raw = self.features(x)  # (B, T, 3)
+        small = self.downsample(x)
+        raw = self.features(small)  # (B, T, 3)
         feats = torch.log(raw + 1e-6)
         feats = (feats - feats.mean(dim=1, keepdim=True)) / (feats.std(dim=1, keepdim=True, unbiased=False) + 1e-3)
         if self.embedding is not None:
-            feats = torch.cat([feats, self.embedding(x)], dim=-1)
+            feats = torch.cat([feats, self.embedding(small)], dim=-1)
         logits, tau = self.attention(self.norm(feats), raw[..., 0])
         scores = tau[:, None, None] * logits  # (B, k, T)
         if self.training:
