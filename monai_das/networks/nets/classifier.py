@@ -10,15 +10,15 @@ from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
 
 __all__ = ["SubsampledClassifier"]
 
-POOLINGS = ("mean", "attention")
+POOLINGS = ("mean", "max", "attention")
 
 
 class SubsampledClassifier(nn.Module):
     """Sampler + backbone + pooling + linear head; returns one logits tensor.
 
     With a 2D backbone (``backbone_dims=2``) the k picked frames of every input run through the backbone as one batch
-    of ``B * k`` images, and their features are pooled over frames: ``"mean"`` (default) or ``"attention"`` (gated
-    attention pooling, `Ilse et al. 2018 <https://arxiv.org/abs/1802.04712>`_). With a 3D backbone
+    of ``B * k`` images, and their features are pooled over frames: ``"mean"`` (default), ``"max"`` (per feature, the
+    strongest frame: suits labels shown by a few frames) or ``"attention"`` (attention pooling, `Ilse et al. 2018 <https://arxiv.org/abs/1802.04712>`_). With a 3D backbone
     (``backbone_dims=3``) the picked frames, in temporal order, form a ``(B, C, k, H, W)`` volume that the backbone
     sees whole, and no pooling is applied.
 
@@ -30,7 +30,7 @@ class SubsampledClassifier(nn.Module):
         backbone: maps ``(N, C, H, W)`` (or ``(B, C, k, H, W)`` when ``backbone_dims=3``) to ``(N, feature_dim)``.
         num_classes: number of classes (>= 1).
         feature_dim: size of the backbone's output features.
-        pooling: ``"mean"`` or ``"attention"`` (2D backbones only).
+        pooling: ``"mean"``, ``"max"`` or ``"attention"`` (2D backbones only).
         dropout: dropout before the head, in [0, 1).
         backbone_dims: 2 or 3.
 
@@ -79,6 +79,8 @@ class SubsampledClassifier(nn.Module):
         feats = self.backbone(frames.transpose(1, 2).reshape(b * k, c, h, w)).reshape(b, k, -1)  # (B, k, D)
         if self.attention is not None:
             pooled = (torch.softmax(self.attention(feats), dim=1) * feats).sum(dim=1)
+        elif self.pooling == "max":
+            pooled = feats.amax(dim=1)
         else:
             pooled = feats.mean(dim=1)
         return self.head(pooled)

@@ -35,7 +35,9 @@ class DASampler(FrameSampler):
         in_channels: channels of the input (for the learned embedding).
         num_heads: attention heads H.
         hidden_size: width of the attention MLPs (a multiple of ``num_heads``).
-        tau0: base temperature (> 0); the temperature multiplies the logits.
+        tau0: base temperature (> 0); the temperature multiplies the logits, so a larger ``tau0`` makes training
+            picks follow the logits more and the Gumbel noise less. 3.0 learned the synthetic task about twice as
+            fast as 1.0 (tests/test_synthetic_demonstration.py).
         base_score: ``"learned"`` (default) or ``"variance"``, see :py:class:`SamplingAttention`.
         temporal_context: ``"conv"`` (default) or ``"none"``.
         context_kernel: kernel of the temporal convolution (odd).
@@ -60,7 +62,7 @@ class DASampler(FrameSampler):
         in_channels: int = 1,
         num_heads: int = 4,
         hidden_size: int = 32,
-        tau0: float = 1.0,
+        tau0: float = 3.0,
         base_score: str = "learned",
         temporal_context: str = "conv",
         context_kernel: int = 5,

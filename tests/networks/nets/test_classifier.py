@@ -212,8 +212,8 @@ def test_script_classifier_with_learned_sampler(name):
 
 
 def test_unknown_pooling():
-    with pytest.raises(ValueError, match="max"):
-        SubsampledClassifier(UniformSampler(2), tiny_backbone(1), 2, feature_dim=8, pooling="max")
+    with pytest.raises(ValueError, match="median"):
+        SubsampledClassifier(UniformSampler(2), tiny_backbone(1), 2, feature_dim=8, pooling="median")
 
 
 @parameterized.expand(
