@@ -1,0 +1,1 @@
+"""Benchmarks: accuracy of every sampler per dataset, and efficiency (latency, FLOPs, memory)."""

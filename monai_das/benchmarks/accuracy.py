@@ -1,0 +1,181 @@
+"""Accuracy benchmark: every sampler on every dataset under one protocol, through the bundles themselves.
+
+    python -m monai_das.benchmarks.accuracy --datasets vessel adrenal covid_blues \\
+        --methods full random uniform dps adps das --seeds 3 --device cuda
+
+For each (dataset, method, seed) the dataset's bundle is trained (``configs/train.json``) and tested
+(``configs/evaluate.json``) in a subprocess with ``--sampler_name METHOD --seed SEED`` as the only differences, so
+every method gets the same recipe. One CSV row is appended as soon as a run finishes and finished rows are skipped on
+restart: a run cut off goes on where it stopped. The Markdown table (mean +- std over seeds) is rewritten after every
+row and says when it is partial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DATASETS", "main"]
+
+REPO = Path(__file__).resolve().parents[2]
+#: short name -> (bundle folder, data folder relative to the workplace's shared data, or None for generated data)
+DATASETS = {
+    "vessel": ("vesselmnist3d_das_classification", "medmnist3d"),
+    "adrenal": ("adrenalmnist3d_das_classification", "medmnist3d"),
+    "organ": ("organmnist3d_das_classification", "medmnist3d"),
+    "nodule": ("nodulemnist3d_das_classification", "medmnist3d"),
+    "fracture": ("fracturemnist3d_das_classification", "medmnist3d"),
+    "synapse": ("synapsemnist3d_das_classification", "medmnist3d"),
+    "covid_blues": ("covid_blues_das_classification", "ultrasound/covid_blues"),
+    "synthetic": ("synthetic_das_classification", None),
+}
+METHODS = ("full", "random", "uniform", "dps", "adps", "das")
+FIELDS = ["dataset", "method", "seed", "epochs", "sampling_ratio", "test_auc", "test_balanced_accuracy",
+          "test_accuracy", "test_loss", "train_seconds", "device"]
+METRICS = ("test_auc", "test_balanced_accuracy", "test_accuracy")
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_row(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def read_metrics(eval_dir: Path) -> dict[str, float]:
+    metrics = {}
+    with open(eval_dir / "metrics.csv") as f:
+        for line in f:
+            name, value = line.strip().split(",")[:2]
+            metrics[name] = float(value)
+    return metrics
+
+
+def bundle_run(bundle: Path, config_files: list[str], overrides: dict, log) -> None:
+    files = "[" + ",".join(f"'{bundle / 'configs' / c}'" for c in config_files) + "]"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--bundle_root", str(bundle),
+           "--meta_file", str(bundle / "configs" / "metadata.json"),
+           "--logging_file", str(bundle / "configs" / "logging.conf")]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", str(value)]
+    log.write("$ " + shlex.join(cmd) + "\n")
+    log.flush()
+    subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=bundle)
+
+
+def summarise(rows: list[dict], expected: int, command: str, out_md: Path) -> None:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["dataset"], row["method"])].append(row)
+    lines = ["# Accuracy: every sampler under one protocol", ""]
+    if len(rows) < expected:
+        lines += [f"**PARTIAL: {len(rows)} of {expected} runs finished.** The table grows as the benchmark resumes.", ""]
+    lines += [
+        "Mean +- standard deviation over seeds of the test-split metrics, each run the dataset's bundle trained",
+        "with `--sampler_name METHOD --seed SEED` and nothing else changed (see the bundle's configs for the recipe).",
+        "",
+        "| dataset | method | k/T | seeds | test AUC | balanced accuracy | accuracy | epochs | train s/run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0], METHODS.index(kv[0][1]))):
+        cells = []
+        for metric in METRICS:
+            values = np.array([float(r[metric]) for r in group])
+            cells.append(f"{values.mean():.3f} +- {values.std():.3f}")
+        ratio = "1" if method == "full" else group[0]["sampling_ratio"]
+        seconds = np.mean([float(r["train_seconds"]) for r in group])
+        lines.append(f"| {dataset} | {method} | {ratio} | {len(group)} | " + " | ".join(cells)
+                     + f" | {group[0]['epochs']} | {seconds:.0f} |")
+    versions = _versions()
+    lines += ["", f"Command: `{command}`", "", f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, "
+              f"device {rows[0]['device'] if rows else '-'}", "", f"Versions: {versions}", ""]
+    out_md.write_text("\n".join(lines))
+
+
+def _versions() -> str:
+    import monai
+    import torch
+
+    return f"python {platform.python_version()}, torch {torch.__version__}, monai {monai.__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train and test every sampler on every dataset (resumable).")
+    parser.add_argument("--datasets", nargs="+", default=["vessel", "adrenal", "covid_blues"], choices=sorted(DATASETS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--epochs", type=int, default=None, help="override the bundle's epochs (CPU fallback)")
+    parser.add_argument("--data_root", default=str(REPO.parent / "shared" / "data"),
+                        help="folder holding medmnist3d/ and ultrasound/covid_blues/")
+    parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--work_dir", default=str(REPO / "runs" / "benchmark"), help="checkpoints and logs")
+    args = parser.parse_args(argv)
+
+    results_dir, work_dir = Path(args.results_dir), Path(args.work_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = results_dir / "accuracy.csv", results_dir / "accuracy.md"
+    command = "python -m monai_das.benchmarks.accuracy " + shlex.join(argv if argv is not None else sys.argv[1:])
+    plan = [(d, m, s) for s in range(args.seeds) for d in args.datasets for m in args.methods]
+    done = {(r["dataset"], r["method"], int(r["seed"])) for r in read_rows(csv_path)}
+    for dataset, method, seed in plan:
+        if (dataset, method, seed) in done:
+            continue
+        bundle_name, data_sub = DATASETS[dataset]
+        bundle = REPO / "bundles" / bundle_name
+        run_dir = work_dir / f"{dataset}-{method}-seed{seed}"
+        overrides: dict = {"sampler_name": method, "seed": seed, "output_dir": run_dir, "device": args.device}
+        if data_sub is not None:
+            overrides["dataset_dir"] = Path(args.data_root) / data_sub
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "benchmark.log", "a") as log:
+            start = time.time()
+            try:
+                bundle_run(bundle, ["train.json"], overrides, log)
+                seconds = time.time() - start
+                bundle_run(bundle, ["train.json", "evaluate.json"], overrides, log)
+            except subprocess.CalledProcessError as e:
+                print(f"FAILED {dataset} {method} seed {seed}: {e}; see {run_dir / 'benchmark.log'}", flush=True)
+                continue
+        metrics = read_metrics(run_dir / "eval")
+        row = {"dataset": dataset, "method": method, "seed": seed, "epochs": args.epochs or "bundle default",
+               "sampling_ratio": _sampling_ratio(bundle), "train_seconds": f"{seconds:.0f}", "device": args.device}
+        row.update({k: f"{metrics[k]:.4f}" for k in ("test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss")})
+        append_row(csv_path, row)
+        print(f"{dataset} {method} seed {seed}: AUC {row['test_auc']} bal.acc {row['test_balanced_accuracy']} "
+              f"({seconds:.0f} s)", flush=True)
+        summarise(read_rows(csv_path), len(plan), command, md_path)
+    summarise(read_rows(csv_path), len(plan), command, md_path)
+    return 0
+
+
+def _sampling_ratio(bundle: Path) -> str:
+    import json
+
+    return str(json.loads((bundle / "configs" / "train.json").read_text())["sampling_ratio"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
