@@ -5,7 +5,8 @@
 
 What differs between bundles (the data, the sequence length, the classes, the augmentations, the text of the
 metadata) is declared in BUNDLES; everything else (network, sampler switch, trainer, metrics, checkpoints,
-TensorBoard, early stopping, inference output, DDP deltas) is shared. docs/README.md stays hand-written per bundle.
+TensorBoard, early stopping, inference output, DDP deltas) is shared. Each docs/README.md is written from the same
+template, with the bundle's measured results taken from benchmarks/results/accuracy.csv.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def medmnist_dataset(flag: str, split: str, transform: str) -> dict:
         "flag": flag,
         "split": split,
         "size": "@image_size",
+        "check_md5": "@check_md5",
         "transform": transform,
     }
 
@@ -115,7 +117,7 @@ def bundle_specs() -> dict[str, dict]:
             "class_names": ["negative", "positive"],
             "params": {"dataset_dir": "/workspace/data/covid_blues", "num_frames": 32, "frame_size": 64,
                        "sampling_ratio": 0.5, "epochs": 30, "split_seed": 0,
-                       "video_cache_dir": "$os.path.join(@dataset_dir, '.monai_das_cache')"},
+                       "video_cache_dir": "$os.path.join(@output_dir, 'video_cache')"},
             "video_reader": covid_blues_reader,
             "augment": ULTRASOUND_AUGMENT,
             "data_source": "COVID-BLUES (Wiedemann et al., IEEE JBHI 2025), github.com/NinaWie/COVID-BLUES",
@@ -141,7 +143,8 @@ def bundle_specs() -> dict[str, dict]:
             "modality": "CT" if flag in ("organmnist3d", "nodulemnist3d", "adrenalmnist3d", "fracturemnist3d")
             else ("MR" if flag == "vesselmnist3d" else "EM"),
             "class_names": classes,
-            "params": {"dataset_dir": "/workspace/data/medmnist3d", "image_size": 28, "num_frames": "@image_size",
+            "params": {"dataset_dir": "/workspace/data/medmnist3d", "image_size": 28, "check_md5": True,
+                       "num_frames": "@image_size",
                        "frame_size": "@image_size", "sampling_ratio": 0.5, "epochs": 40},
             "dataset": lambda split, transform, flag=flag: medmnist_dataset(flag, split, transform),
             "augment": IN_PLANE_AUGMENT,
@@ -495,6 +498,113 @@ The data a bundle trains on keeps its own licence: see docs/README.md.
 """
 
 
+DATA_NOTES = {
+    "synthetic": "Generated on the fly by `monai_das.data.SyntheticSequenceDataset`: smooth texture and noise in every "
+    "frame; the class (a disc or a ring of the same added intensity) is drawn in 2 consecutive frames of 32 at a "
+    "random position, and a class-independent cross in 2 others. No data folder is needed.",
+    "covid_blues": "`--dataset_dir` is the COVID-BLUES folder holding `manifest.csv` (columns path, label, patient_id) "
+    "and `lus_videos/`. Videos are split by patient (70/15/15, stratified by label, `--split_seed`), decoded with "
+    "PyAV to grey frames, resampled to 32 frames (short videos repeat frames, long ones keep evenly spread frames: "
+    "no padded frame exists, so none can be picked) and resized to 64x64. Decoded frames are cached under "
+    "`<output_dir>/video_cache` (`--video_cache_dir`; the data folder is never written to).",
+    "busv": "`--dataset_dir` holds `rawframes/{benign,malignant}/<video id>/<frame>.png` (the released BUSV layout) "
+    "and `splits/{train,val,test}.txt` with one video id per line (for example from the official "
+    "train/val JSON files, with a test list held out of train). Frames are resampled to 32 per video and resized to "
+    "64x64. The dataset README lists known label errors and one train/val leak: remove those videos from the lists.",
+}
+MEDMNIST_NOTE = ("`--dataset_dir` holds the official `{flag}.npz` (or `{flag}_64.npz` with `--image_size 64`), checked "
+                 "against its md5 (`--check_md5 False` for your own files in the same format). Volumes are read as "
+                 "(1, D, H, W) in [0, 1] and the D axis is the sequence of slices the sampler chooses from.")
+
+
+def results_section(name: str) -> str:
+    """The bundle's rows of benchmarks/results/accuracy.csv as a Markdown table."""
+    short = {"vesselmnist3d": "vessel", "adrenalmnist3d": "adrenal", "organmnist3d": "organ", "nodulemnist3d": "nodule",
+             "fracturemnist3d": "fracture", "synapsemnist3d": "synapse"}.get(name, name)
+    path = ROOT / "benchmarks" / "results" / "accuracy.csv"
+    rows = []
+    if path.exists():
+        import csv
+        import statistics
+
+        with open(path, newline="") as f:
+            all_rows = [r for r in csv.DictReader(f) if r["dataset"] == short]
+        for method in ("full", "random", "uniform", "dps", "adps", "das"):
+            group = [r for r in all_rows if r["method"] == method]
+            if not group:
+                continue
+            cells = []
+            for key in ("test_auc", "test_balanced_accuracy"):
+                values = [float(r[key]) for r in group]
+                spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+                cells.append(f"{statistics.mean(values):.3f} +- {spread:.3f}")
+            rows.append(f"| {method} | {len(group)} | {cells[0]} | {cells[1]} | {group[0]['epochs']} | {group[0]['device']} |")
+    if not rows:
+        return "Not measured yet: run the accuracy benchmark (see the repository README)."
+    header = ["| method | seeds | test AUC | balanced accuracy | epochs | device |", "|---|---|---|---|---|---|"]
+    return "\n".join(["From `benchmarks/results/accuracy.md` (see there for the command and machine):", ""] + header + rows)
+
+
+def bundle_readme(name: str, spec: dict) -> str:
+    params = spec["params"]
+    data_arg = "" if name == "synthetic" else " --dataset_dir /path/to/data"
+    note = DATA_NOTES.get(name) or MEDMNIST_NOTE.format(flag=name)
+    return f"""# {spec['title']}: adaptive slice/frame subsampling (DAS)
+
+**Task.** {spec['task']}. A MobileNetV3-Small sees only k = {params['sampling_ratio']:.0%} of the frames (slices),
+picked per input by the sampler; the picked frames' features are pooled and classified. Classes:
+{", ".join(f"{i} = {c}" for i, c in enumerate(spec['class_names']))}.
+
+**Data.** {spec['data_source']}. Licence: {spec['data_license']}. {note}
+
+## Run
+
+From this folder (add `--output_dir DIR` to write somewhere else than `outputs/`):
+
+```bash
+python -m monai.bundle run --config_file configs/train.json{data_arg}
+python -m monai.bundle run --config_file "['configs/train.json','configs/evaluate.json']"{data_arg}
+python -m monai.bundle run --config_file "['configs/train.json','configs/inference.json']"{data_arg}
+torchrun --standalone --nproc_per_node 2 -m monai.bundle run --config_file "['configs/train.json','configs/multi_gpu_train.json']"{data_arg}
+python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filepath ../meta_schema.json
+```
+
+`train` writes `outputs/model.pt` (best validation AUC; `--checkpoint_metric val_loss` for the paper's choice) and
+TensorBoard logs in `outputs/logs`; `evaluate` writes `outputs/eval/metrics.csv` (test AUC, balanced accuracy,
+accuracy, loss); `inference` writes `outputs/predictions.csv`: per input its class probabilities, the predicted class
+and the indices of the picked frames.
+
+## Options (one override each)
+
+| override | default | meaning |
+|---|---|---|
+| `--sampler_name` | `das` | `das`, `dps`, `adps`, `uniform`, `random` or `full` |
+| `--sampling_ratio` | `{params['sampling_ratio']}` | k / T, the fraction of frames kept |
+| `--epochs` | `{params['epochs']}` | epochs (cosine learning-rate decay over them) |
+| `--learning_rate` | `0.001` | Adam learning rate (the paper: `0.0001`) |
+| `--imbalance` | `weighted_loss` | `weighted_loss` (inverse-frequency class weights), `balanced_sampling` or `none` |
+| `--checkpoint_metric` | `val_auc` | metric for the best checkpoint and early stopping (`val_loss` as in the paper) |
+| `--early_stop_patience` | `10` | epochs without improvement before stopping |
+| `--pooling` | `mean` | pooling over the picked frames: `mean`, `max` or `attention` |
+| `--batch_size` | `16` | batch size |
+| `--device` | GPU if available | e.g. `"$torch.device('cpu')"` |
+
+The paper's exact protocol is `--learning_rate 0.0001 --imbalance none --checkpoint_metric val_loss` (with flips
+and rotations still on); on VesselMNIST3D and AdrenalMNIST3D it predicts the majority class.
+
+## What TensorBoard shows
+
+Besides `train_loss` and the validation metrics (`val_auc`, `val_balanced_accuracy`, `val_accuracy`, `val_loss`),
+`sampler/val/*` holds, per epoch: the sampling matrix P of a validation input as an image (rows: the k picks, columns:
+the T frames), a montage of its picked frames, the histogram of picked indices per class, the mean temperature and
+the entropy of the soft sampling distribution (learned samplers), and the fraction of frames kept.
+
+## Measured results
+
+{results_section(name)}
+"""
+
+
 def bundle_files() -> dict[Path, str]:
     files: dict[Path, str] = {}
     for name, spec in bundle_specs().items():
@@ -510,6 +620,7 @@ def bundle_files() -> dict[Path, str]:
             files[folder / "configs" / file_name] = json.dumps(content, indent=4) + "\n"
         files[folder / "configs" / "logging.conf"] = LOGGING_CONF
         files[folder / "LICENSE"] = LICENSE
+        files[folder / "docs" / "README.md"] = bundle_readme(name, spec)
     return files
 
 
