@@ -47,6 +47,7 @@ class ADPSampler(FrameSampler):
         if hidden_size < 1 or measurement_size < 1:
             raise ValueError(f"hidden_size and measurement_size must be >= 1, got {hidden_size}, {measurement_size}.")
         self.num_frames = num_frames
+        self.in_channels = in_channels
         self.temperature = temperature
         self.measurement_size = measurement_size
         self.encode = nn.Sequential(nn.Linear(in_channels * measurement_size**2, hidden_size), nn.GELU())

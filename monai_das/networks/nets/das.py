@@ -78,6 +78,7 @@ class DASampler(FrameSampler):
         if feature_size < 0 or 0 < feature_size < kernel_size:
             raise ValueError(f"feature_size must be 0 or >= kernel_size ({kernel_size}), got {feature_size}.")
         self.feature_size = feature_size
+        self.in_channels = in_channels
         self.features = FrameFeatures(kernel_size=kernel_size)
         self.embedding = FrameEmbedding(in_channels, embedding_size) if embedding_size > 0 else None
         self.attention = SamplingAttention(

@@ -62,6 +62,12 @@ class FrameSampler(nn.Module):
             )
         if min(x.shape) == 0:
             raise ValueError(f"x must not be empty, got shape {tuple(x.shape)}.")
+        channels = getattr(self, "in_channels", None)
+        if channels is not None and x.shape[1] != channels:
+            raise ValueError(
+                f"x must have in_channels={channels} channels (dimension 1 of (B, C, T, H, W)), got shape "
+                f"{tuple(x.shape)}."
+            )
         if not torch.isfinite(x).all():
             raise ValueError("x contains NaN or Inf values; the samplers need finite frames.")
 

@@ -7,6 +7,7 @@ import torch
 from parameterized import parameterized
 
 from monai_das.networks.nets import (
+    get_sampler,
     ADPSampler,
     DASampler,
     DPSampler,
@@ -311,3 +312,10 @@ def test_bad_num_samples(cls, k):
 def test_bad_constructor_args(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["das", "adps"])
+def test_channel_mismatch_names_in_channels(name):
+    sampler = get_sampler(name, 2, num_frames=6, in_channels=1)
+    with pytest.raises(ValueError, match=r"in_channels=1.*\(2, 3, 6, 8, 8\)"):
+        sampler(torch.rand(2, 3, 6, 8, 8))
