@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     work_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = results_dir / "accuracy.csv", results_dir / "accuracy.md"
     command = "python -m monai_das.benchmarks.accuracy " + shlex.join(argv if argv is not None else sys.argv[1:])
-    plan = [(d, m, s) for s in range(args.seeds) for d in args.datasets for m in args.methods]
+    # seed-major, then method, then dataset: every dataset gets each method early when the run is cut short
+    plan = [(d, m, s) for s in range(args.seeds) for m in args.methods for d in args.datasets]
     done = {(r["dataset"], r["method"], int(r["seed"])) for r in read_rows(csv_path)}
     for dataset, method, seed in plan:
         if (dataset, method, seed) in done:

@@ -23,6 +23,8 @@ from monai.transforms import apply_transform
 from monai.utils import optional_import
 from torch.utils.data import Dataset
 
+from monai_das.data.indexing import resolve_index
+
 Image, has_pil = optional_import("PIL.Image")
 
 __all__ = ["BUSV_CLASS_NAMES", "list_busv_videos", "busv_frame_files", "BUSVDataset"]
@@ -194,11 +196,7 @@ class BUSVDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        i = int(index)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} BUSV videos.")
+        i = resolve_index(index, len(self), f"{len(self)} BUSV videos")
         vid, label, folder = self.videos[i]
         frames = []
         for path in self.frame_files(i):

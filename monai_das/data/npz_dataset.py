@@ -13,6 +13,8 @@ from monai.transforms import apply_transform
 from monai.utils import look_up_option
 from torch.utils.data import Dataset
 
+from monai_das.data.indexing import resolve_index
+
 __all__ = ["NPZ_SPLITS", "file_md5", "NpzSequenceDataset"]
 
 
@@ -184,11 +186,7 @@ class NpzSequenceDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        i = int(index)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples in {self.path} ({self.split}).")
+        i = resolve_index(index, len(self), f"{len(self)} samples in {self.path} ({self.split})")
         item: dict[str, Any] = {"image": self._image(i), "label": torch.tensor(self.labels[i], dtype=torch.int64)}
         for k, v in self.extras.items():
             item[k] = torch.as_tensor(v[i])

@@ -41,6 +41,8 @@ import torch
 from monai.transforms import apply_transform
 from torch.utils.data import Dataset
 
+from monai_das.data.indexing import resolve_index
+
 __all__ = [
     "SYNTHETIC_CLASS_NAMES",
     "make_synthetic_sequences",
@@ -375,11 +377,7 @@ class SyntheticSequenceDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        i = int(index)
-        if i < 0:
-            i += self.num_samples
-        if not 0 <= i < self.num_samples:
-            raise IndexError(f"index {index} out of range for a dataset of {self.num_samples} samples.")
+        i = resolve_index(index, self.num_samples, f"a dataset of {self.num_samples} samples")
         vol, start = self._sample(i)
         item = {
             "image": torch.from_numpy(vol.copy()).unsqueeze(0),

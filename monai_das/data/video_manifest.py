@@ -20,6 +20,8 @@ import torch
 from monai.transforms import apply_transform
 from torch.utils.data import Dataset
 
+from monai_das.data.indexing import resolve_index
+
 __all__ = [
     "read_manifest",
     "split_by_group",
@@ -446,11 +448,7 @@ class VideoManifestDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        i = int(index)
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} videos from {self.manifest}.")
+        i = resolve_index(index, len(self), f"{len(self)} videos from {self.manifest}")
         row = self.rows[i]
         path = self.path_of(row)
         if not os.path.isfile(path):

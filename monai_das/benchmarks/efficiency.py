@@ -1,0 +1,635 @@
+"""Efficiency benchmark: latency, throughput, FLOPs and peak memory of every sampler against the full sequence.
+
+    python -m monai_das.benchmarks.efficiency --device cpu --frames 28 64 --batch 1 64 \\
+        --methods full uniform random dps adps das [--compile]
+
+For every sequence length T in ``--frames`` (frames of T x T pixels, one channel: the MedMNIST3D 28^3 and 64^3
+volumes) and every batch size, the classifier
+``SubsampledClassifier(get_sampler(method, T // 2, num_frames=T), MobileNetV3Small(1, 0), 2)`` is run in eval mode
+under ``torch.inference_mode`` (``full`` runs the backbone on all T frames, every other method on k = T/2), and the
+benchmark records:
+
+* forward latency: median and interquartile range of ``--repeats`` timed forward passes after ``--warmup`` untimed
+  ones (on CUDA with a synchronisation before and after every pass); the number of timed passes is lowered, to no
+  fewer than ``MIN_REPEATS``, when ``--repeats`` of them would take longer than ``--time-budget`` seconds;
+* throughput: volumes per second, ``batch / median latency``;
+* the sampler's own latency, timed alone the same way, and its share of the forward: ``sampler median / forward
+  median``;
+* FLOPs of one forward and of the sampler alone, from ``torch.utils.flop_counter.FlopCounterMode``;
+* peak memory of the forward passes (see ``measure_config``);
+* derived: the speed-up of every method over ``full`` at the same (device, mode, T, batch) and each sampler's time
+  relative to the A-DPS sampler's.
+
+Each configuration runs in a fresh Python process (``--in-process`` turns that off), so its memory reading starts from a
+clean process and no allocator cache or thread pool is shared between configurations. Rows go to
+``benchmarks/results/efficiency.csv``, replacing rows with the same (device, device name, mode, T, batch, method) and
+keeping the others, so a GPU run adds its rows beside the CPU ones; ``efficiency.md`` is rewritten from the whole CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["FIELDS", "METHODS", "TARGETS", "main", "measure_config", "run_benchmark", "write_markdown"]
+
+REPO = Path(__file__).resolve().parents[2]
+METHODS = ("full", "uniform", "random", "dps", "adps", "das")
+MIN_REPEATS = 5
+NUM_CLASSES = 2
+RESULT_TAG = "EFFICIENCY_RESULT "
+#: targets of the DAS sampler at k = T/2, checked in the Markdown summary
+TARGETS = {"speedup": 1.8, "sampler_share": 0.05, "das_vs_adps": 1.0}
+KEY = ("device", "device_name", "mode", "frames", "batch", "method")
+FIELDS = [
+    "device", "device_name", "mode", "frames", "batch", "k", "method", "repeats", "warmup",
+    "latency_ms_median", "latency_ms_iqr", "throughput_vol_s", "speedup_vs_full",
+    "sampler_ms_median", "sampler_ms_iqr", "sampler_share", "sampler_time_vs_adps",
+    "gflops", "sampler_mflops", "peak_mem_mib", "peak_mem_abs_mib", "mem_method", "compile_s",
+    "threads", "other_runnable", "loadavg_start", "loadavg_end", "note", "date", "command", "platform", "cpu_count", "torch",
+]
+METRIC_FIELDS = ("latency_ms_median", "latency_ms_iqr", "throughput_vol_s", "sampler_ms_median", "sampler_ms_iqr",
+                 "sampler_share", "gflops", "sampler_mflops", "peak_mem_mib", "peak_mem_abs_mib")
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+def device_name(device: str) -> str:
+    """The GPU's name for CUDA, else the CPU model (from ``/proc/cpuinfo`` where there is one)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _proc_status_kib(field: str) -> int | None:
+    """``VmRSS`` / ``VmHWM`` of this process in KiB, from ``/proc/self/status``; ``None`` off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's ``VmHWM`` to its current RSS (``echo 5 > /proc/self/clear_refs``, Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _ru_maxrss_kib() -> int:
+    scale = 1 / 1024 if sys.platform == "darwin" else 1  # bytes on macOS, KiB on Linux
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+
+
+class PeakMemory:
+    """Peak memory of what runs between ``start()`` and ``stop()``, as an increase over the level at ``start()``.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after ``torch.cuda.reset_peak_memory_stats``, minus
+    ``torch.cuda.memory_allocated`` at start (model and input are already allocated then). CPU: the process's peak RSS
+    (``VmHWM``, reset to the current RSS at start through ``/proc/self/clear_refs``) minus its RSS at start
+    (``VmRSS``). Where ``VmHWM`` cannot be reset, ``getrusage(RUSAGE_SELF).ru_maxrss`` (the peak since the process
+    started) is used, and a peak reached before ``start()`` hides the forward's own (the reading is then a lower
+    bound, and says so).
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.method = ""
+        self.before_kib = 0
+        self.peak_kib = 0
+
+    def start(self) -> None:
+        gc.collect()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.before_kib = torch.cuda.memory_allocated(self.device) // 1024
+            self.method = "cuda max_memory_allocated - memory_allocated before"
+            return
+        rss = _proc_status_kib("VmRSS")
+        if rss is not None and _reset_peak_rss():
+            self.before_kib = rss
+            self.method = "VmHWM (reset via clear_refs) - VmRSS before"
+        else:
+            self.before_kib = rss if rss is not None else _ru_maxrss_kib()
+            self.method = "ru_maxrss - RSS before" + ("" if _ru_maxrss_kib() <= self.before_kib else " (lower bound)")
+
+    def stop(self) -> tuple[float, float]:
+        """``(increase, absolute peak)`` in MiB."""
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            self.peak_kib = torch.cuda.max_memory_allocated(self.device) // 1024
+        elif self.method.startswith("VmHWM"):
+            self.peak_kib = _proc_status_kib("VmHWM") or 0
+        else:
+            self.peak_kib = _ru_maxrss_kib()
+        return max(0, self.peak_kib - self.before_kib) / 1024, self.peak_kib / 1024
+
+
+def time_callable(fn: Callable[[], object], repeats: int, warmup: int, device: str,
+                  time_budget: float | None = None) -> list[float]:
+    """Seconds of ``repeats`` timed calls of ``fn`` after ``warmup`` untimed ones.
+
+    On CUDA the device is synchronised before and after every timed call. With ``time_budget``, the number of timed
+    calls is lowered (to no fewer than ``min(repeats, MIN_REPEATS)``) so that they take about ``time_budget`` seconds,
+    judged from the slowest of the last two warm-up calls (or one extra untimed call when ``warmup`` is 0).
+    """
+    import torch
+
+    cuda = device.startswith("cuda")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    last: list[float] = []
+    for _ in range(max(warmup, 1 if time_budget else 0)):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        last = (last + [time.perf_counter() - t0])[-2:]
+    if time_budget and last:
+        repeats = max(min(repeats, MIN_REPEATS), min(repeats, int(time_budget / max(min(last), 1e-9))))
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` as ``FlopCounterMode`` counts them (matmul/convolution-type ops only)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def _median_iqr_ms(times: list[float]) -> tuple[float, float]:
+    q25, q50, q75 = np.percentile(np.asarray(times) * 1000.0, [25, 50, 75])
+    return float(q50), float(q75 - q25)
+
+
+def _short_error(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}".replace("|", "/").replace(",", ";")
+
+
+def other_runnable_threads(samples: int = 5, interval: float = 0.02) -> float:
+    """Mean number of runnable (state R) threads of other processes, over a few samples of ``/proc``.
+
+    The benchmark's own process (and its parent) are left out. ``nan`` where ``/proc`` cannot be read.
+    """
+    mine = {os.getpid(), os.getppid()}
+    counts = []
+    for i in range(samples):
+        if i:
+            time.sleep(interval)
+        try:
+            pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        except OSError:
+            return float("nan")
+        n = 0
+        for pid in pids:
+            if pid in mine:
+                continue
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tasks:
+                try:
+                    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+                except OSError:
+                    continue
+                if stat[stat.rfind(")") + 2: stat.rfind(")") + 3] == "R":
+                    n += 1
+        counts.append(n)
+    return float(np.mean(counts))
+
+
+# ------------------------------------------------------------------------------------------------------ measurement
+def build_model(method: str, frames: int):
+    """The benchmarked classifier for ``method`` at k = T/2 (``full``: all T frames), in eval mode."""
+    from monai_das.networks.nets import MobileNetV3Small, SubsampledClassifier, get_sampler
+
+    sampler = get_sampler(method, max(1, frames // 2), num_frames=frames)
+    return SubsampledClassifier(sampler, MobileNetV3Small(1, 0), NUM_CLASSES).eval()
+
+
+def measure_config(method: str, frames: int, batch: int, device: str = "cpu", repeats: int = 30, warmup: int = 3,
+                   compile: bool = False, time_budget: float | None = 15.0, seed: int = 0) -> dict:
+    """Measure one (method, T, batch) configuration in this process; returns one row (metrics as floats).
+
+    Peak memory covers every forward of the whole model (warm-up and timed), measured by :py:class:`PeakMemory`
+    from just before the first forward (for compiled models: after the compiling call). The sampler is then timed
+    alone, and the FLOPs of the eager model and of its sampler are counted last.
+
+    With ``compile=True`` the model and the sampler are ``torch.compile``'d (``mode="reduce-overhead"``, i.e. CUDA
+    graphs, on CUDA; the default mode elsewhere); a failure is recorded in ``note`` as ``compile failed: <reason>``.
+    """
+    import torch
+
+    cuda = device.startswith("cuda")
+    compile_mode = "reduce-overhead" if cuda else "default"
+    row: dict = {k: "" for k in FIELDS}
+    row.update(device=torch.device(device).type, device_name=device_name(device),
+               mode=f"compile:{compile_mode}" if compile else "eager", frames=frames, batch=batch,
+               k=frames if method == "full" else max(1, frames // 2), method=method, warmup=warmup,
+               threads=torch.get_num_threads())
+    for name in METRIC_FIELDS:
+        row[name] = float("nan")
+    notes = []
+
+    torch.manual_seed(seed)
+    model = build_model(method, frames).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 1, frames, frames, frames, generator=generator).to(device)
+
+    with torch.inference_mode():
+        forward: Callable[[], object] = lambda: model(x)  # noqa: E731
+        sampler_fn: Callable[[], object] = lambda: model.sampler(x)  # noqa: E731
+        if compile:
+            try:
+                compiled = torch.compile(model, mode=compile_mode)
+                t0 = time.perf_counter()
+                compiled(x)
+                if cuda:
+                    torch.cuda.synchronize(device)
+                row["compile_s"] = round(time.perf_counter() - t0, 2)
+                forward = _cudagraph_step(compiled, x) if cuda else (lambda: compiled(x))
+            except Exception as e:  # noqa: BLE001 - any compiler failure is a result to report
+                row["note"] = f"compile failed: {_short_error(e)}"
+                row["mem_method"] = ""
+                return row
+            try:
+                compiled_sampler = torch.compile(model.sampler, mode=compile_mode)
+                compiled_sampler(x)
+                sampler_fn = _cudagraph_step(compiled_sampler, x) if cuda else (lambda: compiled_sampler(x))
+            except Exception as e:  # noqa: BLE001
+                notes.append(f"sampler compile failed: {_short_error(e)}")
+                sampler_fn = None  # type: ignore[assignment]
+
+        memory = PeakMemory(device)
+        memory.start()
+        times = time_callable(forward, repeats, warmup, device, time_budget)
+        row["peak_mem_mib"], row["peak_mem_abs_mib"] = memory.stop()
+        row["mem_method"] = memory.method
+        row["repeats"] = len(times)
+        row["latency_ms_median"], row["latency_ms_iqr"] = _median_iqr_ms(times)
+        row["throughput_vol_s"] = batch / (row["latency_ms_median"] / 1000.0)
+
+        if sampler_fn is not None:
+            sampler_times = time_callable(sampler_fn, len(times), warmup, device, None)
+            row["sampler_ms_median"], row["sampler_ms_iqr"] = _median_iqr_ms(sampler_times)
+            row["sampler_share"] = row["sampler_ms_median"] / row["latency_ms_median"]
+
+        row["gflops"] = count_flops(lambda: model(x)) / 1e9
+        row["sampler_mflops"] = count_flops(lambda: model.sampler(x)) / 1e6
+    row["note"] = "; ".join(notes)
+    return row
+
+
+def _cudagraph_step(fn: Callable, x) -> Callable[[], object]:
+    """Call a ``reduce-overhead`` compiled ``fn``, marking a new CUDA-graph step first (outputs are not kept)."""
+    import torch
+
+    def call() -> object:
+        torch.compiler.cudagraph_mark_step_begin()
+        return fn(x)
+
+    return call
+
+
+def measure_in_subprocess(spec: dict, timeout: float = 1800.0) -> dict:
+    """Run :py:func:`measure_config` with the keyword arguments ``spec`` in a fresh Python process."""
+    cmd = [sys.executable, "-m", "monai_das.benchmarks.efficiency", "--child", json.dumps(spec)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        return _failed_row(spec, f"failed: timed out after {timeout:.0f} s")
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    return _failed_row(spec, f"failed: {reason[:200]}")
+
+
+def _failed_row(spec: dict, note: str) -> dict:
+    row: dict = {k: "" for k in FIELDS}
+    device = spec.get("device", "cpu")
+    row.update(device=device.split(":")[0], device_name=device_name(device), frames=spec["frames"],
+               batch=spec["batch"], method=spec["method"], note=note.replace("|", "/").replace(",", ";"),
+               mode=("compile:reduce-overhead" if device.startswith("cuda") else "compile:default")
+               if spec.get("compile") else "eager")
+    return row
+
+
+# -------------------------------------------------------------------------------------------------------- csv / md
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _num(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _key(row: dict) -> tuple:
+    return tuple(str(row[k]) for k in KEY)
+
+
+def derive(rows: list[dict]) -> None:
+    """Fill ``speedup_vs_full`` and ``sampler_time_vs_adps`` within each (device, device name, mode, T, batch)."""
+    groups: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for row in rows:
+        groups[_key(row)[:-1]][row["method"]] = row
+    for members in groups.values():
+        full, adps = members.get("full"), members.get("adps")
+        for row in members.values():
+            latency = _num(row["latency_ms_median"])
+            speedup = _num(full["latency_ms_median"]) / latency if full else float("nan")
+            ratio = _num(row["sampler_ms_median"]) / _num(adps["sampler_ms_median"]) if adps else float("nan")
+            row["speedup_vs_full"] = speedup
+            row["sampler_time_vs_adps"] = ratio
+
+
+def _fmt(value, digits: int = 3) -> str:
+    v = _num(value)
+    if math.isnan(v):
+        return ""
+    if v == 0:
+        return "0"
+    return f"{v:.{digits}g}" if abs(v) < 10 ** digits else f"{v:.0f}"
+
+
+def _csv_value(name: str, value) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(k, row.get(k, "")) for k in FIELDS})
+
+
+def _sort_key(row: dict) -> tuple:
+    method = row["method"]
+    return (row["device"], row["device_name"], row["mode"], int(row["frames"]), int(row["batch"]),
+            METHODS.index(method) if method in METHODS else len(METHODS))
+
+
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` with every row that ``new`` measures again replaced, plus the rest of ``new``; sorted, derived."""
+    fresh = {_key(r) for r in new}
+    rows = [r for r in old if _key(r) not in fresh] + list(new)
+    rows.sort(key=_sort_key)
+    derive(rows)
+    return rows
+
+
+def _status(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def targets_lines(rows: list[dict]) -> list[str]:
+    """One line per (device, mode, T, batch) with the DAS targets stated as met or missed, with their values."""
+    lines = []
+    for row in rows:
+        if row["method"] != "das":
+            continue
+        where = f"{row['device']} ({row['device_name']}), {row['mode']}, T={row['frames']}, batch {row['batch']}"
+        if row.get("note", "").startswith(("compile failed", "failed")):
+            lines.append(f"- {where}: not measured ({row['note']}).")
+            continue
+        parts = []
+        speedup, share, ratio = (_num(row[k]) for k in ("speedup_vs_full", "sampler_share", "sampler_time_vs_adps"))
+        parts.append("speed-up vs full " + (f"{speedup:.2f}x ({_status(speedup >= TARGETS['speedup'])}, target "
+                                           f">= {TARGETS['speedup']}x)" if not math.isnan(speedup) else "n/a (no full row)"))
+        parts.append("sampler share " + (f"{100 * share:.1f}% ({_status(share <= TARGETS['sampler_share'])}, target "
+                                        f"<= {100 * TARGETS['sampler_share']:.0f}%)" if not math.isnan(share) else "n/a"))
+        parts.append("DAS/ADPS sampler time " + (f"{ratio:.2f} ({_status(ratio < TARGETS['das_vs_adps'])}, target "
+                                                 f"< {TARGETS['das_vs_adps']:.0f})" if not math.isnan(ratio) else "n/a (no adps row)"))
+        flops = [r for r in rows if _key(r)[:-1] == _key(row)[:-1] and r["method"] == "adps"]
+        if flops and _num(flops[0]["sampler_mflops"]) > 0:
+            parts.append(f"DAS/ADPS sampler counted FLOPs {_num(row['sampler_mflops']) / _num(flops[0]['sampler_mflops']):.2f}")
+        lines.append(f"- {where}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def _load_note(rows: list[dict]) -> str:
+    runnable = [_num(r["other_runnable"]) for r in rows if not math.isnan(_num(r.get("other_runnable")))]
+    if not runnable:
+        return "load not recorded"
+    mean, peak = float(np.mean(runnable)), float(np.max(runnable))
+    verdict = "**the machine was loaded** during the measurement" if mean >= 0.5 else "the machine was not loaded"
+    return (f"{verdict}: other processes' runnable threads, sampled before each configuration, mean {mean:.2f}, "
+            f"max {peak:.1f} (on {rows[0]['cpu_count']} CPUs)")
+
+
+def write_markdown(rows: list[dict], path: Path) -> None:
+    """Rewrite ``path`` from all rows: the runs (command, machine, date, load), one table per device, the targets."""
+    by_device: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_device[(row["device"], row["device_name"])].append(row)
+    lines = ["# Efficiency: latency, throughput, FLOPs and memory of every sampler", ""]
+    for (device, name), group in by_device.items():
+        runs: dict[tuple, list[dict]] = defaultdict(list)
+        for row in group:
+            runs[(row["command"], row["date"])].append(row)
+        for (command, date), run_rows in sorted(runs.items(), key=lambda kv: kv[0][1]):
+            first = run_rows[0]
+            lines += [f"- Command: `{command}`",
+                      f"  - Machine: {first['platform']}, {first['cpu_count']} CPUs, torch {first['torch']}, "
+                      f"device {device} ({name}), {first['threads']} torch threads",
+                      f"  - Date: {date}",
+                      f"  - Load: {_load_note(run_rows)}; 1-min load average at start / end "
+                      f"{first.get('loadavg_start', '')} / {first.get('loadavg_end', '')} (includes this benchmark)",
+                      f"  - Rows: {len(run_rows)}"]
+    lines.append("")
+    header = ("| mode | T | batch | method | k | latency ms median (IQR) | vol/s | speed-up vs full | sampler ms (IQR) "
+              "| sampler share | sampler time vs ADPS | GFLOPs | sampler MFLOPs | peak mem MiB | runs | note |")
+    for (device, name), group in by_device.items():
+        lines += [f"## {device}: {name}", "", header, "|" + "---|" * 16]
+        for r in group:
+            share = _num(r["sampler_share"])
+            lines.append(
+                f"| {r['mode']} | {r['frames']} | {r['batch']} | {r['method']} | {r['k']} "
+                f"| {_fmt(r['latency_ms_median'])} ({_fmt(r['latency_ms_iqr'], 2)}) | {_fmt(r['throughput_vol_s'])} "
+                f"| {_fmt(r['speedup_vs_full'])} | {_fmt(r['sampler_ms_median'])} ({_fmt(r['sampler_ms_iqr'], 2)}) "
+                f"| {'' if math.isnan(share) else f'{100 * share:.1f}%'} | {_fmt(r['sampler_time_vs_adps'])} "
+                f"| {_fmt(r['gflops'])} | {_fmt(r['sampler_mflops'])} | {_fmt(r['peak_mem_mib'])} | {r['repeats']} "
+                f"| {r['note']} |")
+        lines.append("")
+    lines += ["## Targets (DAS at k = T/2)", "",
+              f"End-to-end speed-up vs the full sequence >= {TARGETS['speedup']}x; sampler share of the forward time "
+              f"<= {100 * TARGETS['sampler_share']:.0f}%; DAS sampler time / A-DPS sampler time < 1 (the brief gives "
+              "no threshold for this ratio; DAS being the cheaper sampler is the claim checked here).", ""]
+    lines += targets_lines(rows) or ["- no DAS rows."]
+    lines += ["", "## Method", "",
+              "- Model: `SubsampledClassifier(get_sampler(method, T // 2, num_frames=T), MobileNetV3Small(1, 0), 2)`, "
+              "eval mode, `torch.inference_mode()`, input `(batch, 1, T, T, T)` uniform noise (T x T frames: the "
+              "MedMNIST3D 28^3 and 64^3 volumes); `full` runs the backbone on all T frames, every other method on "
+              "k = T/2. Weights are random (seed 0): latency does not depend on them, except that the picks do not "
+              "change the amount of work.",
+              "- Latency: median and interquartile range of the timed forward passes (column `runs`) after the "
+              "warm-up passes, `time.perf_counter` around each pass (CUDA: synchronised before and after). The "
+              "number of timed passes is lowered, to no fewer than 5, where `--repeats` of them would exceed "
+              "`--time-budget` seconds. Throughput = batch / median latency. Speed-up vs full = full's median / the "
+              "method's median at the same (device, mode, T, batch).",
+              "- Sampler time: `model.sampler(x)` alone, timed the same way and as many times; share = sampler "
+              "median / whole-forward median. Sampler time vs ADPS = sampler median / the A-DPS sampler's median.",
+              "- FLOPs: `torch.utils.flop_counter.FlopCounterMode` on one eager forward (GFLOPs) and on the sampler "
+              "alone (MFLOPs). It counts matmul/convolution-type ops only (mm, addmm, bmm, convolution, attention, "
+              "...): elementwise work, pooling, normalisation, sorting and top-k are not counted, so the samplers' "
+              "own work is under-counted (DAS's Sobel/Laplacian/variance features are shifted sums and products, "
+              "counted as 0; what remains is its embedding CNN and attention MLPs; A-DPS's counted FLOPs are its "
+              "encoder, LSTM cell and logit layers).",
+              "- Peak memory (MiB): increase over the level just before the first forward of the whole model, over "
+              "all its forward passes (warm-up and timed). CPU: each configuration runs in a fresh Python process; "
+              "the process's peak RSS (`VmHWM` of /proc/self/status, reset to the current RSS through "
+              "`/proc/self/clear_refs`) minus its RSS (`VmRSS`) just before the forwards; model, input and imported "
+              "libraries are in the baseline. `getrusage` `ru_maxrss` is the fallback where `VmHWM` cannot be reset "
+              "(then a lower bound, since it keeps the peak of the whole process life). CUDA: "
+              "`torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, minus `memory_allocated` before "
+              "(allocator-level, excludes the CUDA context). Compiled rows start after the compiling call.",
+              "- Load: runnable threads of other processes (state R in /proc/*/task/*/stat), sampled five times "
+              "before each configuration; the load average is not used for the verdict because it includes this "
+              "benchmark's own threads.",
+              "- `--compile`: `torch.compile` of the model and of the sampler, `mode=\"reduce-overhead\"` (CUDA graphs) "
+              "on CUDA, default mode on CPU; FLOPs are those of the eager model.", ""]
+    path.write_text("\n".join(lines))
+
+
+def run_benchmark(frames: list[int], batches: list[int], methods: list[str], device: str = "cpu", repeats: int = 30,
+                  warmup: int = 3, compile: bool = False, results_dir: Path | str = REPO / "benchmarks" / "results",
+                  command: str = "", isolate: bool = True, time_budget: float | None = 15.0,
+                  verbose: bool = True) -> list[dict]:
+    """Measure every (T, batch, method[, compiled]) configuration and write ``efficiency.csv`` / ``efficiency.md``.
+
+    Returns the rows measured now (the files hold these plus the kept rows of other configurations).
+    """
+    import torch
+
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = results_dir / "efficiency.csv", results_dir / "efficiency.md"
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    meta = {"date": date, "command": command or "python -m monai_das.benchmarks.efficiency",
+            "platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    measured = []
+    modes = [False, True] if compile else [False]
+    for t in frames:
+        for b in batches:
+            for compiled in modes:
+                for method in methods:
+                    spec = {"method": method, "frames": t, "batch": b, "device": device, "repeats": repeats,
+                            "warmup": warmup, "compile": compiled, "time_budget": time_budget}
+                    runnable = other_runnable_threads()
+                    start = time.time()
+                    row = measure_in_subprocess(spec) if isolate else measure_config(**spec)
+                    if not isolate and row["mem_method"]:
+                        row["mem_method"] += " (in-process: earlier configurations share the process)"
+                    row.update(meta, other_runnable=round(runnable, 2))
+                    measured.append(row)
+                    if verbose:
+                        print(f"{device} T={t} batch={b} {row['mode']} {method}: "
+                              f"{_fmt(row['latency_ms_median'])} ms, sampler {_fmt(row['sampler_ms_median'])} ms, "
+                              f"{_fmt(row['gflops'])} GFLOPs, +{_fmt(row['peak_mem_mib'])} MiB "
+                              f"({time.time() - start:.0f} s) {row['note']}", flush=True)
+    load_after = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    for row in measured:
+        row.update(loadavg_start=round(load_before[0], 2), loadavg_end=round(load_after[0], 2))
+    rows = merge_rows(read_rows(csv_path), measured)
+    write_csv(rows, csv_path)
+    write_markdown(rows, md_path)
+    return measured
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Latency, throughput, FLOPs and memory of every sampler vs full.")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--frames", nargs="+", type=int, default=[28, 64], help="T (frames are T x T pixels)")
+    parser.add_argument("--batch", nargs="+", type=int, default=[1, 64])
+    parser.add_argument("--repeats", type=int, default=30, help="timed forward passes per configuration")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed forward passes first")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd models")
+    parser.add_argument("--time-budget", type=float, default=15.0,
+                        help=f"seconds for the timed passes of one configuration; fewer repeats (>= {MIN_REPEATS}) "
+                             "when --repeats would take longer; 0 disables")
+    parser.add_argument("--results-dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--in-process", action="store_true",
+                        help="measure every configuration in this process (no fresh process per configuration)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        row = measure_config(**json.loads(args.child))
+        print(RESULT_TAG + json.dumps(row), flush=True)
+        return 0
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda but torch.cuda.is_available() is False")
+    command = "python -m monai_das.benchmarks.efficiency " + shlex.join(argv if argv is not None else sys.argv[1:])
+    run_benchmark(args.frames, args.batch, args.methods, args.device, args.repeats, args.warmup, args.compile,
+                  args.results_dir, command.strip(), isolate=not args.in_process,
+                  time_budget=args.time_budget or None)
+    print(f"wrote {Path(args.results_dir) / 'efficiency.csv'} and {Path(args.results_dir) / 'efficiency.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
