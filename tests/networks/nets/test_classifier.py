@@ -194,8 +194,8 @@ def test_script_classifier_with_fixed_sampler(sampler):
 
 
 @pytest.mark.skip(
-    reason="torch.jit.script does not compile DASampler/DPSampler/ADPSampler/RandomSampler (MONAI's "
-    "apply_filter, behind FrameFeatures, takes **kwargs; gumbel_noise uses torch.finfo; "
+    reason="torch.jit.script (deprecated in torch 2.13) does not compile DASampler/DPSampler/ADPSampler/RandomSampler "
+    "(FrameFeatures reads its kernels with tolist(), gumbel_noise uses torch.finfo; "
     "RandomSampler re-types an Optional[Generator] local); export them with torch.jit.trace in eval mode, as tested "
     "above. Only the UniformSampler / FullSequence classifiers script."
 )
