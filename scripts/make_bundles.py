@@ -122,6 +122,8 @@ def bundle_specs() -> dict[str, dict]:
             "augment": ULTRASOUND_AUGMENT,
             "data_source": "COVID-BLUES (Wiedemann et al., IEEE JBHI 2025), github.com/NinaWie/COVID-BLUES",
             "data_license": "CC BY-NC-ND 4.0 (non-commercial, no derivatives): evaluate with it, never redistribute",
+            "packages": {"av": "18.1.0"},
+            "id_key": "path",
         },
         "busv": {
             "title": "BUSV breast ultrasound videos",
@@ -134,6 +136,8 @@ def bundle_specs() -> dict[str, dict]:
             "augment": ULTRASOUND_AUGMENT,
             "data_source": "BUSV / BUV (Lin et al., MICCAI 2022), github.com/jhl-Det/CVA-Net",
             "data_license": "non-commercial research or educational use only (dataset README)",
+            "packages": {"pillow": "13.0.0"},
+            "id_key": "video_id",
         },
     }
     for flag, (name, description, classes) in MEDMNIST.items():
@@ -150,6 +154,7 @@ def bundle_specs() -> dict[str, dict]:
             "augment": IN_PLANE_AUGMENT,
             "data_source": f"MedMNIST v2 {name} (Yang et al., Scientific Data 2023), zenodo.org/records/10519652",
             "data_license": "CC BY 4.0",
+            "packages": {"medmnist": "3.0.2"},
         }
     return specs
 
@@ -328,6 +333,7 @@ def evaluate_config(spec: dict) -> dict:
         "test_dataset": test_dataset(spec),
         "metric_prefix": "test",
         "eval_dir": "$@output_dir + '/eval'",
+        "loss": {"_target_": "torch.nn.CrossEntropyLoss", "weight": None},
         "validate#dataloader#dataset": "@test_dataset",
         "validate#handlers": [
             {"_target_": "CheckpointLoader", "load_path": "@ckpt_path", "load_dict": {"model": "@network"},
@@ -358,7 +364,7 @@ def inference_config(spec: dict) -> dict:
             {"_target_": "CheckpointLoader", "load_path": "@ckpt_path", "load_dict": {"model": "@network"},
              "map_location": "@device"},
             {"_target_": "monai_das.handlers.PredictionWriter", "output_path": "@predictions_path",
-             "network": "@network", "class_names": "@class_names"},
+             "network": "@network", "class_names": "@class_names", "id_key": spec.get("id_key", "id")},
         ],
         "initialize": ["$@set_seed"],
         "run": ["$@validate#evaluator.run()"],
@@ -410,8 +416,8 @@ def metadata(name: str, spec: dict) -> dict:
         "monai_version": "1.6.1",
         "pytorch_version": "2.13.0",
         "numpy_version": "2.4.6",
-        "required_packages_version": {"monai-das": "0.1.0", "pytorch-ignite": "0.5.5", "tensorboard": "2.21.0"},
-        "optional_packages_version": {"av": "18.1.0", "medmnist": "3.0.2", "scikit-learn": "1.9.1"},
+        "required_packages_version": {**{"monai-das": "0.1.0", "pytorch-ignite": "0.5.5", "tensorboard": "2.21.0",
+                                         "scikit-learn": "1.9.1"}, **spec.get("packages", {})},
         "name": f"{spec['title']}: adaptive slice/frame subsampling (DAS)",
         "task": spec["task"],
         "description": (
@@ -571,7 +577,7 @@ python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filep
 
 `train` writes `outputs/model.pt` (best validation AUC; `--checkpoint_metric val_loss` for the paper's choice) and
 TensorBoard logs in `outputs/logs`; `evaluate` writes `outputs/eval/metrics.csv` (test AUC, balanced accuracy,
-accuracy, loss); `inference` writes `outputs/predictions.csv`: per input its class probabilities, the predicted class
+accuracy, unweighted cross-entropy loss; it needs only the test split); `inference` writes `outputs/predictions.csv`: per input its class probabilities, the predicted class
 and the indices of the picked frames.
 
 ## Options (one override each)

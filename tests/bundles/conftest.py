@@ -1,0 +1,33 @@
+"""Fixtures of the bundle tests: the tiny data sets (written by ``bundle_test_data``) and torch-state hygiene."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bundle_test_data import MEDMNIST_CLASSES, write_busv, write_covid_blues, write_medmnist
+
+
+@pytest.fixture(scope="session")
+def bundle_data(tmp_path_factory) -> dict[str, str]:
+    """Folders of tiny data: ``{"medmnist": ..., "covid_blues": ..., "busv": ...}``."""
+    medmnist = str(tmp_path_factory.mktemp("medmnist3d"))
+    for i, (flag, n) in enumerate(MEDMNIST_CLASSES.items()):
+        write_medmnist(medmnist, flag, n, seed=i)
+    covid = str(tmp_path_factory.mktemp("covid_blues"))
+    write_covid_blues(covid)
+    busv = str(tmp_path_factory.mktemp("busv"))
+    write_busv(busv)
+    return {"medmnist": medmnist, "covid_blues": covid, "busv": busv}
+
+
+@pytest.fixture
+def restore_torch_state():
+    """In-process bundle runs call ``monai.utils.set_determinism``; undo it (and the thread count) afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: intra-op threads only add overhead on the shared CPU
+    yield
+    torch.set_num_threads(threads)
+    from monai.utils import set_determinism
+
+    set_determinism(seed=None)

@@ -1,0 +1,396 @@
+"""Every bundle under ``bundles/`` runs train -> evaluate -> inference on tiny generated data.
+
+The end-to-end runs of every bundle go through ``monai.bundle``'s own workflow (``create_workflow`` + ``run`` +
+``finalize``, what ``python -m monai.bundle run`` calls) in this process, to keep the file fast on a small CPU. What
+only the command line shows (argument parsing by ``fire``, the list syntax of ``--config_file``, the bundles'
+``logging.conf``, the error text a user sees) is checked on the output of ``python -m monai.bundle ...`` subprocesses
+(see ``CLI_CASES``), started together so their start-up costs overlap.
+
+Data: ``bundle_test_data.py`` (MedMNIST npz, COVID-BLUES manifest + mp4, BUSV png folders), written once per session.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from bundle_test_data import BUSV_SPLITS, MEDMNIST_CLASSES, medmnist_counts
+
+monai_bundle = pytest.importorskip("monai.bundle")
+pytest.importorskip("ignite")
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLES_DIR = ROOT / "bundles"
+SCHEMA = BUNDLES_DIR / "meta_schema.json"
+BUNDLES = ["synthetic", *MEDMNIST_CLASSES, "covid_blues", "busv"]
+TRAIN, EVALUATE, INFERENCE = ["train.json"], ["train.json", "evaluate.json"], ["train.json", "inference.json"]
+
+
+def bundle_dir(name: str) -> Path:
+    return BUNDLES_DIR / f"{name}_das_classification"
+
+
+def train_params(name: str) -> dict:
+    with open(bundle_dir(name) / "configs" / "train.json") as f:
+        return json.load(f)
+
+
+def data_overrides(name: str, data: dict[str, str]) -> dict:
+    """Overrides that point a bundle at the tiny data and shrink it."""
+    if name == "synthetic":
+        return {"num_train": 16, "num_val": 8, "num_test": 8, "num_frames": 16}
+    if name in MEDMNIST_CLASSES:
+        return {"dataset_dir": data["medmnist"], "check_md5": False}
+    return {"dataset_dir": data[name], "num_frames": 16, "frame_size": 32}
+
+
+def num_frames(name: str, overrides: dict) -> int:
+    """T of the network's input: the num_frames override, else the bundle's (28 for MedMNIST: @image_size)."""
+    value = overrides.get("num_frames", train_params(name)["num_frames"])
+    return 28 if value == "@image_size" else int(value)
+
+
+def num_test_inputs(name: str, data: dict[str, str]) -> int:
+    if name == "synthetic":
+        return 8
+    if name in MEDMNIST_CLASSES:
+        return medmnist_counts(MEDMNIST_CLASSES[name])[2]
+    if name == "busv":
+        return len(BUSV_SPLITS["test"])
+    from monai_das.data import CovidBluesDataset
+
+    seed = train_params(name)["split_seed"]
+    val, test = (CovidBluesDataset(data["covid_blues"], split=s, seed=seed) for s in ("val", "test"))
+    for split in (val, test):  # else the AUC is NaN and no checkpoint is saved
+        assert sorted(set(split.labels.tolist())) == [0, 1], f"generated COVID-BLUES {split.split} split lacks a label"
+    return len(test)
+
+
+def run_workflow(name: str, configs: list[str], **override):
+    """What ``python -m monai.bundle run --config_file <configs> --<key> <value>...`` does, in this process; returns
+    the finished workflow (its parser holds the objects the run used)."""
+    files = [str(bundle_dir(name) / "configs" / c) for c in configs]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
+        warnings.filterwarnings("ignore", message="Detected deprecated name", category=UserWarning)
+        warnings.filterwarnings("ignore", message="'(min_delta|cumulative_delta)' is deprecated")  # MONAI -> ignite
+        workflow = monai_bundle.scripts.create_workflow(config_file=files, logging_file=False, **override)
+        workflow.run()
+        workflow.finalize()
+    return workflow
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_metrics(path: Path) -> dict[str, float]:
+    """``MetricsSaver``'s metrics.csv: one ``name<delimiter>value`` line per metric."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            key, value = line.replace("\t", ",").split(",", 1)
+            out[key.strip()] = float(value)
+    return out
+
+
+def tensorboard_tags(log_dir: Path) -> dict[str, dict]:
+    """``{"scalars": {tag: [values]}, "images": {tag: count}}`` over every event file under ``log_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(glob.glob(str(log_dir / "**" / "events.out.tfevents.*"), recursive=True))
+    assert files, f"no TensorBoard event file under {log_dir}"
+    scalars: dict[str, list[float]] = {}
+    images: dict[str, int] = {}
+    for file in files:
+        acc = EventAccumulator(file, size_guidance={"scalars": 0, "images": 0})
+        acc.Reload()
+        tags = acc.Tags()
+        for tag in tags.get("scalars", []):
+            scalars.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+        for tag in tags.get("images", []):
+            images[tag] = images.get(tag, 0) + len(acc.Images(tag))
+    return {"scalars": scalars, "images": images}
+
+
+def check_predictions(path: Path, class_names: list[str], num_inputs: int, frames: int, k: int) -> None:
+    rows = read_rows(path)
+    prob_columns = [f"prob_{c}" for c in class_names]
+    assert list(rows[0]) == ["id", "predicted_class", "predicted_label", *prob_columns, "picked_frames"]
+    assert len(rows) == num_inputs, f"{len(rows)} prediction rows for {num_inputs} test inputs"
+    assert len({r["id"] for r in rows}) == num_inputs, "prediction ids are not unique"
+    for row in rows:
+        probs = [float(row[c]) for c in prob_columns]
+        assert all(0.0 <= p <= 1.0 for p in probs) and math.isclose(sum(probs), 1.0, abs_tol=1e-4), row
+        predicted = int(row["predicted_class"])
+        assert probs[predicted] == max(probs) and row["predicted_label"] == class_names[predicted], row
+        picked = [int(i) for i in row["picked_frames"].split()]
+        assert len(picked) == k, f"{len(picked)} picked frames, expected k = {k} of T = {frames}: {row}"
+        assert picked == sorted(set(picked)), f"picked frames not distinct and increasing: {picked}"
+        assert all(0 <= i < frames for i in picked), f"picked frames outside [0, {frames}): {picked}"
+
+
+def check_checkpoint(ckpt: Path, network: torch.nn.Module) -> None:
+    """``ckpt`` loads strictly into ``network`` and ``network`` holds exactly its weights."""
+    assert ckpt.is_file(), f"no checkpoint at {ckpt}"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = state.get("model", state)
+    assert state, "empty checkpoint"
+    network.load_state_dict(state, strict=True)  # raises on any missing / unexpected / mis-shaped key
+    loaded = network.state_dict()
+    for key, value in state.items():
+        assert torch.equal(loaded[key].cpu(), value), key
+
+
+# ------------------------------------------------------------------------------------------- end to end
+
+
+def train_evaluate_infer(name: str, out: Path, data: dict[str, str], **extra) -> dict:
+    overrides = {**data_overrides(name, data), "epochs": 1, "batch_size": 4, "output_dir": str(out), **extra}
+    run_workflow(name, TRAIN, **overrides)
+    ckpt = out / "model.pt"
+    assert ckpt.is_file(), "training wrote no model.pt"
+    evaluation = run_workflow(name, EVALUATE, **overrides)
+    # evaluate's CheckpointLoader put the trained weights into the network it evaluated
+    check_checkpoint(ckpt, evaluation.parser.get_parsed_content("network_def"))
+    run_workflow(name, INFERENCE, **overrides)
+    return overrides
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_train_evaluate_infer(name, bundle_data, tmp_path, restore_torch_state):
+    out = tmp_path / "outputs"
+    overrides = train_evaluate_infer(name, out, bundle_data)
+    params = train_params(name)
+    frames = num_frames(name, overrides)
+    k = max(1, round(params["sampling_ratio"] * frames))
+
+    # the checkpoint also loads into a network built afresh from the config
+    parser = monai_bundle.ConfigParser()
+    parser.read_config(str(bundle_dir(name) / "configs" / "train.json"))
+    parser.update(overrides)
+    check_checkpoint(out / "model.pt", parser.get_parsed_content("network_def"))
+
+    metrics = read_metrics(out / "eval" / "metrics.csv")
+    for key in ("test_auc", "test_balanced_accuracy", "test_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0, f"{key} = {metrics.get(key)}"
+    assert math.isfinite(metrics["test_loss"]) and metrics["test_loss"] >= 0.0, metrics
+
+    check_predictions(out / "predictions.csv", params["class_names"], num_test_inputs(name, bundle_data), frames, k)
+
+    logs = tensorboard_tags(out / "logs")
+    for tag in ("sampler/val/sampling_matrix", "sampler/val/picked_frames"):
+        assert logs["images"].get(tag, 0) >= 1, f"no image {tag}; images: {sorted(logs['images'])}"
+    for tag in ("val_auc", "sampler/val/temperature", "train_loss"):
+        assert logs["scalars"].get(tag), f"no scalar {tag}; scalars: {sorted(logs['scalars'])}"
+    assert 0.0 <= logs["scalars"]["val_auc"][-1] <= 1.0
+    assert logs["scalars"]["sampler/val/temperature"][-1] > 0.0
+    assert logs["scalars"]["sampler/val/frames_kept"][-1] == pytest.approx(k / frames)
+    eval_logs = tensorboard_tags(out / "eval" / "logs")
+    assert eval_logs["images"].get("sampler/test/sampling_matrix", 0) >= 1, sorted(eval_logs["images"])
+
+
+@pytest.mark.parametrize("sampler, k", [("dps", 14), ("full", 28)])
+def test_sampler_override(sampler, k, bundle_data, tmp_path, restore_torch_state):
+    """``--sampler_name`` swaps the sampler of a bundle: the vessel bundle (T = 28, ratio 0.5) with DPS keeps 14
+    frames, with the full sequence all 28."""
+    out = tmp_path / "outputs"
+    overrides = {**data_overrides("vesselmnist3d", bundle_data), "epochs": 1, "batch_size": 4,
+                 "output_dir": str(out), "sampler_name": sampler}
+    training = run_workflow("vesselmnist3d", TRAIN, **overrides)
+    expected = {"dps": "DPSampler", "full": "FullSequence"}[sampler]
+    assert type(training.parser.get_parsed_content("sampler")).__name__ == expected
+    run_workflow("vesselmnist3d", INFERENCE, **overrides)
+    check_predictions(out / "predictions.csv", train_params("vesselmnist3d")["class_names"],
+                      medmnist_counts(2)[2], 28, k)
+    logs = tensorboard_tags(out / "logs")
+    assert logs["images"].get("sampler/val/sampling_matrix", 0) >= 1 and logs["scalars"].get("val_auc")
+    assert logs["scalars"]["sampler/val/frames_kept"][-1] == pytest.approx(k / 28)
+    assert "sampler/val/temperature" not in logs["scalars"]  # only DAS has a temperature
+
+
+# ------------------------------------------------------------------------------------ metadata, generator
+
+
+@pytest.mark.filterwarnings("ignore:No hash value provided")
+@pytest.mark.parametrize("name", BUNDLES)
+def test_verify_metadata(name, monkeypatch):
+    """``verify_metadata`` against the schema kept in bundles/, with downloading made impossible."""
+    assert SCHEMA.is_file(), f"{SCHEMA} is missing: verify_metadata would download it"
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"verify_metadata tried to download: {args} {kwargs}")
+
+    import monai.apps.utils
+
+    monkeypatch.setattr(monai.apps.utils, "_download_with_progress", no_network)
+    monkeypatch.setattr(monai.apps.utils, "urlopen", no_network)
+    monai_bundle.verify_metadata(meta_file=str(bundle_dir(name) / "configs" / "metadata.json"), filepath=str(SCHEMA))
+
+
+# ------------------------------------------------------------------------------------------- command line
+
+
+def run_args(configs: list[str], *args: str, output_dir: str) -> list[str]:
+    """``run --config_file ...`` arguments as a user types them in the bundle folder (several configs in the
+    list syntax: ``"['configs/train.json','configs/evaluate.json']"``)."""
+    files = [f"configs/{c}" for c in configs]
+    config_file = files[0] if len(files) == 1 else "[" + ",".join(f"'{f}'" for f in files) + "]"
+    common = ["--epochs", "1", "--batch_size", "4", "--output_dir", output_dir]
+    return ["run", "--config_file", config_file, *args, *common]
+
+
+SMALL_SYNTHETIC = ["--num_train", "4", "--num_val", "4", "--num_frames", "8", "--frame_size", "16"]
+# case: (bundle folder to run from, arguments after `python -m monai.bundle` (output_dir is added for `run`))
+CLI_CASES = {
+    "verify_metadata": ("vesselmnist3d", ["verify_metadata", "--meta_file", "configs/metadata.json", "--filepath",
+                                          "../meta_schema.json"]),
+    "unknown_sampler": ("synthetic", [TRAIN, "--sampler_name", "foo", *SMALL_SYNTHETIC]),
+    "num_samples_above_frames": ("synthetic", [TRAIN, "--num_samples", "99", *SMALL_SYNTHETIC]),
+    "sampling_ratio_above_one": ("synthetic", [TRAIN, "--sampling_ratio", "2", *SMALL_SYNTHETIC]),
+    "missing_medmnist": ("vesselmnist3d", [EVALUATE, "--dataset_dir", "/nonexistent"]),
+    "missing_covid_blues": ("covid_blues", [TRAIN, "--dataset_dir", "/nonexistent"]),
+    "missing_busv": ("busv", [TRAIN, "--dataset_dir", "/nonexistent"]),
+    # a successful run through the same parsing: `--check_md5 False` must reach MedMNIST3D as a bool (the tiny
+    # files fail the md5 check), and evaluate's two-file list syntax must load what training wrote
+    "train_tiny": ("vesselmnist3d", [TRAIN, "--dataset_dir", "{medmnist}", "--check_md5", "False"]),
+    "evaluate_tiny": ("vesselmnist3d", [EVALUATE, "--dataset_dir", "{medmnist}", "--check_md5", "False"]),
+}
+# these run as their own `python -m monai.bundle` process; the others share one process that executes the same
+# entry point (`runpy.run_module("monai.bundle", run_name="__main__")` with the case's sys.argv and folder) once per
+# case and prints the traceback the interpreter would print: this saves a torch + MONAI import (seconds) per case.
+OWN_PROCESS = ("verify_metadata", "unknown_sampler")
+CASE_DRIVER = """
+import json, os, runpy, sys, traceback
+for case, folder, argv in json.loads(sys.argv[1]):
+    os.chdir(folder)
+    sys.argv = [sys.argv[0], *argv]
+    print(f"@@@ case {case}", flush=True)
+    code = 0
+    try:
+        runpy.run_module("monai.bundle", run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    print(f"@@@ exit {case} {code}", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def cli_tmp(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def cli(cli_tmp, bundle_data) -> dict[str, tuple[int, str]]:
+    """Runs the ``CLI_CASES`` from their bundle folders, as a user would, and ``scripts/make_bundles.py --check``,
+    all at the same time; ``{case: (exit code, stdout + stderr)}``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
+    commands = {}
+    for case, (name, args) in CLI_CASES.items():
+        if isinstance(args[0], list):
+            output_dir = cli_tmp / ("tiny" if case.endswith("_tiny") else case)
+            args = run_args(args[0], *(a.format(**bundle_data) for a in args[1:]), output_dir=str(output_dir))
+        commands[case] = (str(bundle_dir(name)), args)
+    popen = {"env": env, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    procs = {
+        case: subprocess.Popen([sys.executable, "-m", "monai.bundle", *commands[case][1]], cwd=commands[case][0],
+                               **popen)
+        for case in OWN_PROCESS
+    }
+    shared = [[case, *commands[case]] for case in commands if case not in OWN_PROCESS]
+    procs["shared"] = subprocess.Popen([sys.executable, "-c", CASE_DRIVER, json.dumps(shared)], cwd=ROOT, **popen)
+    procs["make_bundles_check"] = subprocess.Popen([sys.executable, "scripts/make_bundles.py", "--check"], cwd=ROOT,
+                                                   **popen)
+    results = {}
+    for case, proc in procs.items():
+        try:
+            output, _ = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+            output = f"TIMED OUT\n{output}"
+        results[case] = (proc.returncode, output)
+    rc, output = results.pop("shared")
+    for case, _, _ in shared:
+        begin, end = f"@@@ case {case}\n", f"@@@ exit {case} "
+        assert begin in output and end in output, f"the shared process did not finish {case} (exit {rc}):\n{output}"
+        text = output.split(begin, 1)[1]
+        text, code = text.split(end, 1)
+        results[case] = (int(code.split()[0]), text)
+    return results
+
+
+def failed_with(result: tuple[int, str], *needles: str) -> None:
+    rc, output = result
+    assert rc != 0, f"the run succeeded:\n{output[-3000:]}"
+    missing = [n for n in needles if n not in output]
+    assert not missing, f"{missing} not in the output:\n{output[-4000:]}"
+
+
+def test_cli_verify_metadata_offline(cli):
+    rc, output = cli["verify_metadata"]
+    assert rc == 0, output[-3000:]
+    assert "metadata is verified with no error" in output, output[-3000:]
+    assert "skipped downloading" in output and "Downloaded" not in output, output[-3000:]
+
+
+def test_bundles_match_generator(cli):
+    rc, output = cli["make_bundles_check"]
+    assert rc == 0, f"bundles/ differ from scripts/make_bundles.py (run it without --check):\n{output}"
+
+
+def test_cli_unknown_sampler(cli):
+    from monai_das.networks.nets import SAMPLER_NAMES
+
+    failed_with(cli["unknown_sampler"], "'foo'", *SAMPLER_NAMES)
+
+
+def test_cli_num_samples_above_frames(cli):
+    failed_with(cli["num_samples_above_frames"], "num_samples (99)", "T = 8")
+
+
+def test_cli_sampling_ratio_above_one(cli):
+    failed_with(cli["sampling_ratio_above_one"], "sampling ratio must be in (0, 1]", "got 2")
+
+
+def test_cli_missing_medmnist(cli):
+    from monai_das.data import medmnist3d_info
+
+    failed_with(cli["missing_medmnist"], "FileNotFoundError", "/nonexistent/vesselmnist3d.npz",
+                f"expected md5 {medmnist3d_info('vesselmnist3d')['MD5']}")
+
+
+def test_cli_missing_covid_blues(cli):
+    failed_with(cli["missing_covid_blues"], "FileNotFoundError", "manifest /nonexistent/manifest.csv not found")
+
+
+def test_cli_missing_busv(cli):
+    failed_with(cli["missing_busv"], "FileNotFoundError", "/nonexistent/rawframes")
+
+
+def test_cli_train_and_evaluate(cli, cli_tmp):
+    out = cli_tmp / "tiny"
+    for case in ("train_tiny", "evaluate_tiny"):
+        rc, output = cli[case]
+        assert rc == 0, f"{case} failed:\n{output[-4000:]}"
+    # the bundle's configs/logging.conf is applied (in-process runs above skip it)
+    assert "Setting logging properties based on config: configs/logging.conf" in cli["train_tiny"][1]
+    assert (out / "model.pt").is_file()
+    metrics = read_metrics(out / "eval" / "metrics.csv")
+    assert 0.0 <= metrics["test_auc"] <= 1.0, metrics
