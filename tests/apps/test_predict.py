@@ -1,0 +1,227 @@
+"""``monai-das predict``: readers, resampling to the bundle's input, the CSV, montages, errors and exit status.
+
+One subprocess runs ``python -m monai_das.apps.cli predict`` on a NIfTI volume, a DICOM series, a multi-frame RGB
+DICOM cine, an mp4, a MedMNIST npz (3 test volumes), a corrupt .nii.gz and a truncated mp4; the readers and the
+resampling are also checked in-process on the same kind of files.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from apps_testing import (
+    PYTHON,
+    REPO,
+    VESSEL_BUNDLE,
+    has_av,
+    has_nib,
+    has_pydicom,
+    subprocess_env,
+    write_dicom,
+    write_dicom_series,
+    write_medmnist_npz,
+    write_nifti,
+    write_video,
+)
+
+from monai_das.apps import cli
+from monai_das.apps.predict import RawSequence, expand_inputs, prepare_sequence, read_input
+from monai_das.transforms import uniform_frame_indices
+
+T, K = 28, 14  # the vessel bundle: 28 frames of 28 x 28, sampling ratio 0.5
+CLASSES = ("vessel", "aneurysm")
+needs_dicom = pytest.mark.skipif(not has_pydicom, reason="pydicom is not installed")
+needs_nifti = pytest.mark.skipif(not has_nib, reason="nibabel is not installed")
+
+
+def _make_inputs(root: Path) -> tuple[list[str], dict[str, int], list[str]]:
+    """Write the inputs; return the command-line paths, {expected input id: original frame count}, bad ids."""
+    rng = np.random.default_rng(0)
+    folder = root / "inputs"
+    folder.mkdir(parents=True)
+    expected: dict[str, int] = {}
+    if has_nib:
+        expected[str(write_nifti(folder / "scan.nii.gz", rng.random((20, 24, 12))))] = 12
+    if has_pydicom:
+        expected[str(write_dicom_series(folder / "series", rng.integers(0, 4000, (6, 24, 24))))] = 6
+        cine = write_dicom(folder / "cine.dcm", rng.integers(0, 256, (10, 32, 40, 3)), "1.2.3.4", num_frames=10,
+                           rgb=True)
+        expected[str(cine)] = 10
+    if has_av:
+        expected[str(write_video(folder / "clip.mp4", rng.integers(0, 256, (40, 32, 32)).astype(np.uint8)))] = 40
+    (folder / "notes.txt").write_text("not an image: skipped when a folder is expanded")
+    npz = write_medmnist_npz(root / "vessel.npz", n_test=3)
+    expected.update({f"{npz}#{i}": 28 for i in range(3)})
+    bad = root / "corrupt.nii.gz"
+    bad.write_bytes(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+    paths = [str(folder), str(npz), str(bad)]
+    bad_ids = [str(bad)]
+    if has_av:
+        data = (folder / "clip.mp4").read_bytes()
+        truncated = root / "truncated.mp4"
+        truncated.write_bytes(data[: len(data) // 2])
+        paths.append(str(truncated))
+        bad_ids.append(str(truncated))
+    return paths, expected, bad_ids
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, vessel_checkpoint):
+    root = tmp_path_factory.mktemp("predict")
+    paths, expected, bad_ids = _make_inputs(root)
+    output, montages = root / "out" / "results.csv", root / "montages"
+    cmd = [PYTHON, "-m", "monai_das.apps.cli", "predict", "--bundle", str(VESSEL_BUNDLE), "--input", *paths,
+           "--output", str(output), "--ckpt", str(vessel_checkpoint), "--montage_dir", str(montages)]
+    proc = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    with open(output, newline="") as f:
+        rows = {r["input"]: r for r in csv.DictReader(f)}
+    return {"proc": proc, "rows": rows, "expected": expected, "bad": bad_ids, "output": output, "root": root,
+            "ckpt": vessel_checkpoint, "montages": montages}
+
+
+def test_one_row_per_input_and_exit_status(run):
+    assert run["proc"].returncode == 0, run["proc"].stderr[-3000:]
+    assert set(run["rows"]) == set(run["expected"]) | set(run["bad"])
+    with open(run["output"], newline="") as f:
+        header = next(csv.reader(f))
+    assert header[:4] == ["input", "status", "predicted_class", "predicted_label"]
+    assert header[4:] == [f"prob_{c}" for c in CLASSES] + [
+        "picked_frames", "source_frames", "num_source_frames", "montage", "error", "warning"]
+
+
+def test_ok_rows(run):
+    for name, num_source in run["expected"].items():
+        row = run["rows"][name]
+        assert row["status"] == "ok" and row["error"] == "", row
+        probs = np.array([float(row[f"prob_{c}"]) for c in CLASSES])
+        assert abs(probs.sum() - 1) < 1e-4 and (probs >= 0).all()
+        assert int(row["predicted_class"]) == int(probs.argmax()) and row["predicted_label"] == CLASSES[probs.argmax()]
+        picked = [int(v) for v in row["picked_frames"].split()]
+        assert len(picked) == K and picked[0] >= 0 and all(a < b < T for a, b in zip(picked, picked[1:])), picked
+        source = [int(v) for v in row["source_frames"].split()]
+        assert len(source) == K and all(0 <= s < num_source for s in source), source
+        assert source == sorted(source)  # the resampling keeps the order of the frames
+        assert int(row["num_source_frames"]) == num_source
+        montage = Path(row["montage"])
+        assert montage.parent == run["montages"] and montage.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    npz_rows = [r for n, r in run["rows"].items() if "#" in n]
+    assert all(r["picked_frames"] == r["source_frames"] for r in npz_rows)  # 28 frames: nothing resampled
+    assert len({r["prob_vessel"] for r in run["rows"].values() if r["status"] == "ok"}) > 1  # depends on the input
+    assert len(list(run["montages"].glob("*.png"))) == len(run["expected"])
+
+
+def test_bad_files_are_error_rows_naming_the_file(run):
+    for name in run["bad"]:
+        row = run["rows"][name]
+        assert row["status"] == "error" and Path(name).name in row["error"], row
+        assert row["predicted_class"] == row["picked_frames"] == row["montage"] == ""
+
+
+def test_existing_output_is_not_overwritten(run, capsys):
+    output = run["output"]
+    before = output.read_bytes()
+    args = ["predict", "--bundle", str(VESSEL_BUNDLE), "--input", str(run["root"] / "corrupt.nii.gz"),
+            "--output", str(output), "--ckpt", str(run["ckpt"])]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert str(output) in err and "--overwrite" in err
+    assert output.read_bytes() == before
+    # with --overwrite it is replaced; no input succeeded: exit status 2
+    assert cli.main([*args, "--overwrite"]) == 2
+    with open(output, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["status"] == "error"
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    assert cli.main([]) == 2
+    assert cli.main(["no_such_command"]) == 2
+    assert "predict" in capsys.readouterr().err
+    out = tmp_path / "r.csv"
+    args = ["predict", "--bundle", str(VESSEL_BUNDLE), "--input", str(tmp_path), "--output", str(out),
+            "--ckpt", str(tmp_path / "missing.pt")]
+    assert cli.main(args) == 1 and "missing.pt" in capsys.readouterr().err
+    assert cli.main([*args[:-2], "--montage-dir", "x"]) == 1  # a typo is not taken for a bundle override
+    assert "--montage-dir" in capsys.readouterr().err and not out.exists()
+
+
+# ------------------------------------------------------------------------------------------- readers, in-process
+
+
+@needs_dicom
+def test_dicom_series_sorted_by_instance_number_with_modality_lut(tmp_path):
+    slices = np.stack([np.full((8, 10), 1000 * (i + 1)) for i in range(6)])
+    folder = write_dicom_series(tmp_path / "series", slices)  # file names run backwards
+    write_dicom(folder / "cine.dcm", np.zeros((3, 8, 10, 3)), "9.9", num_frames=3, rgb=True)
+    specs = expand_inputs([folder])
+    assert [(s.kind, s.id) for s in specs] == [("dicom_series", str(folder)), ("dicom", str(folder / "cine.dcm"))]
+    raw = read_input(specs[0])
+    assert raw.frames.shape == (1, 6, 8, 10) and raw.num_source_frames == 6
+    np.testing.assert_allclose(raw.frames[0, :, 0, 0], [1000 * (i + 1) - 100 for i in range(6)])  # intercept -100
+
+
+@needs_dicom
+def test_dicom_folder_with_two_series(tmp_path):
+    for i, uid in enumerate(("1.2.3", "1.2.4")):
+        write_dicom(tmp_path / f"a{i}.dcm", np.zeros((4, 4)), uid)
+        write_dicom(tmp_path / f"b{i}.dcm", np.ones((4, 4)), uid, instance_number=2)
+    specs = expand_inputs([tmp_path])
+    assert sorted(s.id for s in specs) == [f"{tmp_path}#1.2.3", f"{tmp_path}#1.2.4"]
+    assert all(len(s.files) == 2 for s in specs)
+
+
+@needs_dicom
+def test_multiframe_rgb_dicom_becomes_grey(tmp_path):
+    rgb = np.zeros((5, 6, 7, 3), dtype=np.uint8)
+    rgb[..., 0] = 200  # pure red: luma 0.299 * 200
+    rgb[2, ..., 1] = 100  # frame 2 also green
+    spec = expand_inputs([write_dicom(tmp_path / "cine.dcm", rgb, "1.2", num_frames=5, rgb=True)])[0]
+    raw = read_input(spec)
+    assert raw.frames.shape == (3, 5, 6, 7) and raw.num_source_frames == 5
+    image, source, _ = prepare_sequence(raw, (8, 6, 7), channels=1)
+    assert image.shape == (1, 8, 6, 7) and float(image.min()) == 0.0 and float(image.max()) == 1.0
+    assert source.tolist() == uniform_frame_indices(5, 8).tolist()
+    is_two = torch.as_tensor(source == 2)
+    assert torch.all(image[0, is_two] == 1.0) and torch.all(image[0, ~is_two] == 0.0)
+
+
+@needs_nifti
+def test_nifti_slices_along_the_chosen_axis(tmp_path):
+    vol = np.random.default_rng(0).random((20, 24, 12)).astype(np.float32)
+    spec = expand_inputs([write_nifti(tmp_path / "v.nii", vol)])[0]
+    raw = read_input(spec)
+    assert raw.frames.shape == (1, 12, 20, 24)
+    np.testing.assert_allclose(raw.frames[0, 5], vol[..., 5])
+    raw0 = read_input(spec, slice_axis=0)
+    assert raw0.frames.shape == (1, 20, 24, 12)
+    np.testing.assert_allclose(raw0.frames[0, 3], vol[3])
+
+
+def test_prepare_sequence_resamples_resizes_and_scales():
+    frames = np.arange(40, dtype=np.float32)[None, :, None, None] * np.ones((1, 40, 32, 32), np.float32) + 5
+    raw = RawSequence(frames, np.arange(40), 40)
+    image, source, notes = prepare_sequence(raw, (28, 16, 16))
+    assert image.shape == (1, 28, 16, 16) and notes == []
+    assert source.tolist() == uniform_frame_indices(40, 28).tolist()
+    torch.testing.assert_close(image[0, :, 0, 0], torch.as_tensor(source / 39.0, dtype=torch.float32))
+    short, source, _ = prepare_sequence(RawSequence(frames[:, :6], np.arange(6), 6), (28, 8, 8))
+    assert short.shape == (1, 28, 8, 8) and sorted(set(source.tolist())) == list(range(6))
+    constant, _, notes = prepare_sequence(RawSequence(np.ones((1, 3, 4, 4), np.float32), np.arange(3), 3), (4, 4, 4))
+    assert float(constant.abs().max()) == 0.0 and "constant" in notes[0]
+
+
+def test_npz_expansion_and_missing_inputs(tmp_path):
+    npz = write_medmnist_npz(tmp_path / "m.npz", n_test=3, size=8)
+    assert [s.id for s in expand_inputs([npz])] == [f"{npz}#{i}" for i in range(3)]
+    assert [s.id for s in expand_inputs([npz], npz_split="val")] == [f"{npz}#0"]
+    raw = read_input(expand_inputs([npz])[1])
+    assert raw.frames.shape == (1, 8, 8, 8)
+    (tmp_path / "x.txt").write_text("x")
+    missing, unknown = expand_inputs([tmp_path / "nope.nii", tmp_path / "x.txt"])
+    assert missing.error and "nope.nii" in missing.error
+    assert unknown.error and "unsupported file type" in unknown.error and "x.txt" in unknown.error
