@@ -11,4 +11,12 @@ python -m pip install -q --upgrade pip
 python -m pip install -q -c constraints.txt -e ".[test]"
 # medmnist's own dependencies pull torchvision and a CUDA torch: only its dataset metadata is needed.
 python -m pip install -q --no-deps "medmnist==3.0.2"
+# MONAI Label 0.8.5 (monai_das.apps.monailabel). Its declared dependencies pull a CUDA torch, torchvision, sam2 and
+# pydicom 3 (which breaks pydicom-seg's import, and with it the server): install both without dependencies, then only
+# what the server imports, under the torch pin. pip then reports unmet declared requirements (numpy<2 and
+# jsonschema<4 for pydicom-seg, sam2, scipy...): harmless here, so do not gate on `pip check`.
+python -m pip install -q --no-deps "monailabel==0.8.5" "pydicom-seg==0.4.1"
+python -m pip install -q -c constraints.txt uvicorn fastapi python-multipart pydantic pydantic-settings \
+  requests requests-toolbelt expiring_dict watchdog pyjwt passlib cachetools schedule timeloop \
+  psutil pynrrd girder-client google-auth "pydicom>=2.4.4,<3" "dicomweb-client>=0.59.1,<0.61" simpleitk itk-core
 python -c "import torch, monai, monai_das; print('torch', torch.__version__, '| monai', monai.__version__, '| monai_das', monai_das.__version__)"

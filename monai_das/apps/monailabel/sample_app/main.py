@@ -1,0 +1,111 @@
+"""MONAI Label app serving one monai_das classification bundle (infer: probabilities + picked slices; train).
+
+    cp -r <this folder> my_app          # the server writes logs/ and model/ into the app folder
+    MONAI_LABEL_SESSIONS=false python -m monailabel.main start_server --app my_app --studies my_studies \\
+        --host 127.0.0.1 --port 8000 --conf bundle bundles/vesselmnist3d_das_classification [--conf ckpt model.pt]
+
+``--conf`` keys:
+
+- ``bundle`` (required): the bundle folder (``configs/train.json``, ``configs/metadata.json``).
+- ``ckpt``: a checkpoint to serve (default ``<bundle>/models/model.pt`` when it exists). A checkpoint trained by
+  this app (``<model_dir>/<name>.pt``) takes precedence once it exists.
+- ``name``: the model name in the URLs (default the bundle folder's name).
+- ``model_dir``: where trained checkpoints and training runs go (default ``<app>/model``).
+- ``labels_csv``: ``image,label`` rows for training (default ``<studies>/labels.csv``); an image's info field
+  ``label`` wins over it.
+- ``overrides``: JSON ``{key: value}`` for the bundle's ``train.json`` (e.g. ``'{"sampler_name": "dps"}'``), used
+  for both inference and training.
+- ``max_epochs``: default epochs of a training run (10).
+
+Requests: ``POST /infer/<name>?image=<id>`` (or ``-F file=@clip.mp4``; ``image`` may also be a path on the server,
+e.g. a DICOM series folder); ``POST /train/<name>?run_sync=true`` with a JSON body ``{"max_epochs": 5}`` (without
+``run_sync`` the training runs in a background process; ``GET /train/`` tells its status). An image's class for
+training: ``PUT /datastore/image/info?image=<id>`` with the form field ``info={"label": "<class>"}``, or labels.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from monailabel.config import settings
+from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.app import MONAILabelApp
+
+from monai_das.apps.monailabel import DASClassificationInferTask, DASClassificationTrainTask
+
+logger = logging.getLogger(__name__)
+
+#: added to MONAI Label's file patterns: videos and single DICOM files (multi-frame cines)
+EXTRA_EXTENSIONS = ["*.mp4", "*.avi", "*.mov", "*.mkv", "*.dcm"]
+
+
+class DASClassificationApp(MONAILabelApp):
+    """One bundle, one infer task and one train task; no active-learning strategy."""
+
+    def __init__(self, app_dir: str, studies: str, conf: dict) -> None:
+        if not conf.get("bundle"):
+            raise ValueError("start the app with --conf bundle <bundle folder>.")
+        bundle = Path(conf["bundle"]).expanduser()
+        if not bundle.is_dir() and (Path(app_dir) / bundle).is_dir():
+            bundle = Path(app_dir) / bundle
+        if not (bundle / "configs" / "train.json").is_file():
+            raise FileNotFoundError(f"--conf bundle {conf['bundle']}: no configs/train.json in '{bundle}'.")
+        self.bundle = bundle.resolve()
+        self.model_name = conf.get("name") or self.bundle.name
+        self.model_dir = Path(conf.get("model_dir") or os.path.join(app_dir, "model")).resolve()
+        self.trained_ckpt = self.model_dir / f"{self.model_name}.pt"
+        ckpt = conf.get("ckpt")
+        if ckpt and not Path(ckpt).is_file():
+            raise FileNotFoundError(f"--conf ckpt {ckpt}: no such file.")
+        self.ckpt = Path(ckpt).resolve() if ckpt else self.bundle / "models" / "model.pt"
+        self.overrides = json.loads(conf.get("overrides") or "{}")
+        self.max_epochs = int(conf.get("max_epochs") or 10)
+        self.labels_csv = Path(conf.get("labels_csv") or os.path.join(studies, "labels.csv"))
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name=f"monai_das - {self.model_name}",
+            description="Adaptive slice / frame subsampling (DAS) classification: class probabilities and the "
+            "slices the network looked at",
+            version="0.1.0",
+        )
+
+    def init_datastore(self):
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        extensions = list(settings.MONAI_LABEL_DATASTORE_FILE_EXT)
+        extensions += [e for e in EXTRA_EXTENSIONS if e not in extensions]
+        return LocalDatastore(
+            self.studies,
+            extensions=extensions,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
+    def init_infers(self):
+        paths = [str(self.ckpt), str(self.trained_ckpt)]
+        task = DASClassificationInferTask(self.bundle, path=paths, overrides=self.overrides)
+        if not task.is_valid():
+            logger.warning("no checkpoint yet for %s (%s): it is served once one exists (train it, or pass --conf "
+                           "ckpt PATH)", self.model_name, paths)
+        return {self.model_name: task}
+
+    def init_trainers(self):
+        return {
+            self.model_name: DASClassificationTrainTask(
+                self.bundle,
+                output_path=self.trained_ckpt,
+                work_dir=self.model_dir / f"{self.model_name}_train",
+                init_paths=[self.ckpt, self.trained_ckpt],
+                labels_csv=self.labels_csv,
+                overrides=self.overrides,
+                max_epochs=self.max_epochs,
+            )
+        }
+
+    def init_strategies(self):
+        return {}

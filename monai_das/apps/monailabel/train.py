@@ -1,0 +1,349 @@
+"""A MONAI Label train task that trains a monai_das classification bundle on the datastore's labelled images.
+
+MONAI Label datastores hold label *files* (masks); a classification needs one class per image, which this task reads
+from two places (the first one wins):
+
+1. the image's info in the datastore: a ``"label"`` field, set for example with
+   ``curl -X PUT "$SERVER/datastore/image/info?image=case001" -F 'info={"label": "aneurysm"}'``
+   (it is kept in the studies folder's ``datastore_v2.json``);
+2. a CSV file (by default ``labels.csv`` in the studies folder) with the columns ``image`` (the image id, i.e. the
+   file name without its extension, or the file name) and ``label``.
+
+A label is a class index (``1``, ``"1"``) or a class name of the bundle's ``metadata.json`` (``"aneurysm"``).
+Images without a label are left out.
+
+The task runs the bundle's ``configs/train.json`` in-process with :class:`monai.bundle.ConfigWorkflow` (MONAI Label
+already runs every training in a subprocess of its own), overriding ``train_dataset`` / ``val_dataset`` with a
+:class:`SequenceListDataset` of the labelled images, read and resampled to the bundle's ``[T, H, W]`` exactly as at
+inference (:func:`monai_das.apps.predict.prepare_sequence`), and ``output_dir`` with a work folder. Validation: every
+5th labelled image (sorted by id) when there are at least 5 of them, otherwise the training images themselves (a
+smoke run; its metrics mean nothing). The bundle's best checkpoint (``model.pt``, by its ``checkpoint_metric``) is
+then copied atomically to ``output_path``, the file the infer task loads last, so the next request uses it.
+
+Request options (the JSON body of ``POST /train/<model>?run_sync=true``): ``max_epochs``, ``device``, ``pretrained``
+(start from the current checkpoint, default true), ``val_every`` (default 5: every 5th image validates),
+``bundle_overrides`` (``{key: value}`` for ``train.json``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.utils import optional_import
+from torch.utils.data import Dataset
+
+from monai_das.apps.monailabel.infer import LoadSequenced, bundle_class_names
+
+TrainTask, has_monailabel = optional_import("monailabel.interfaces.tasks.train", name="TrainTask", as_type="base")
+
+__all__ = [
+    "LABEL_KEY",
+    "LABELS_CSV",
+    "parse_class_label",
+    "datastore_class_labels",
+    "SequenceListDataset",
+    "DASClassificationTrainTask",
+]
+
+logger = logging.getLogger(__name__)
+
+#: the image-info field holding an image's class
+LABEL_KEY = "label"
+#: default name of the CSV of ``image,label`` rows in the studies folder
+LABELS_CSV = "labels.csv"
+_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mp4", ".avi", ".mov", ".mkv", ".dcm", ".dicom")
+
+
+def parse_class_label(value: Any, class_names: Sequence[str]) -> int:
+    """A class index from an index (``1``, ``"1"``) or a class name (case-insensitive).
+
+    Raises:
+        ValueError: for an index outside ``[0, len(class_names))`` or an unknown name (the message lists the names).
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"class label {value!r} is neither a class index nor a class name of {list(class_names)}.")
+    text = str(value).strip()
+    names = {n.lower(): i for i, n in enumerate(class_names)}
+    if text.lower() in names:
+        return names[text.lower()]
+    try:
+        number = float(text)
+        index = int(number) if number.is_integer() else None
+    except ValueError:
+        index = None
+    if index is None or not 0 <= index < len(class_names):
+        raise ValueError(f"class label {value!r} is neither a class index in [0, {len(class_names)}) nor a class "
+                         f"name of {list(class_names)}.")
+    return index
+
+
+def _image_id(name: str) -> str:
+    base = os.path.basename(name.strip())
+    for suffix in _IMAGE_SUFFIXES:
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _read_labels_csv(path: Path) -> dict[str, str]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"image", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path} must have the columns 'image' and 'label'; missing {sorted(missing)} "
+                             f"(found {reader.fieldnames}).")
+        return {_image_id(row["image"]): row["label"] for row in reader if (row.get("label") or "").strip()}
+
+
+def datastore_class_labels(
+    datastore: Any, class_names: Sequence[str], labels_csv: str | os.PathLike | None = None, key: str = LABEL_KEY
+) -> dict[str, int]:
+    """``{image_id: class index}`` for the datastore's images that have a class (see the module docstring).
+
+    Args:
+        datastore: a MONAI Label datastore (``list_images``, ``get_image_info``).
+        class_names: the bundle's classes, in index order.
+        labels_csv: an ``image,label`` CSV file; ignored when it does not exist.
+        key: the image-info field of the class.
+
+    Raises:
+        ValueError: for a label that is neither an index nor a class name (the message names the image).
+    """
+    from_csv = _read_labels_csv(Path(labels_csv)) if labels_csv and Path(labels_csv).is_file() else {}
+    labels: dict[str, int] = {}
+    for image_id in sorted(datastore.list_images()):
+        info = datastore.get_image_info(image_id) or {}
+        value = info.get(key)
+        source = "image info"
+        if value is None or str(value).strip() == "":
+            value, source = from_csv.get(image_id), str(labels_csv)
+        if value is None:
+            continue
+        try:
+            labels[image_id] = parse_class_label(value, class_names)
+        except ValueError as e:
+            raise ValueError(f"image '{image_id}' ({source}): {e}") from e
+    unknown = sorted(set(from_csv) - set(datastore.list_images()))
+    if unknown:
+        logger.warning("%s names %d image(s) not in the datastore, ignored: %s", labels_csv, len(unknown), unknown[:5])
+    return labels
+
+
+class SequenceListDataset(Dataset):
+    """Labelled inputs given as a list, read and resampled to the network's ``(C, T, H, W)`` as at inference.
+
+    Items are ``{"image": float32 tensor (C, T, H, W) in [0, 1], "label": int64 0-d tensor, "id": str}``, passed
+    through ``transform`` when given. Inputs are read once and kept in memory (``cache=True``).
+
+    Args:
+        data: ``[{"image": path, "label": class index[, "id": name]}, ...]``; a path is anything
+            ``monai-das predict`` reads (NIfTI, DICOM series folder, DICOM file, video).
+        spatial_shape: the network's ``(T, H, W)``.
+        channels: the network's input channels.
+        slice_axis: NIfTI only: the voxel axis whose slices are the frames.
+        transform: applied to each item dict.
+        cache: keep the prepared inputs in memory.
+
+    Attributes:
+        labels: int64 numpy array ``(N,)`` (the bundles compute class weights from it).
+
+    Raises:
+        ValueError: for an empty list or an item without ``image`` / an integer ``label``.
+    """
+
+    def __init__(
+        self,
+        data: Sequence[Mapping[str, Any]],
+        spatial_shape: Sequence[int],
+        channels: int = 1,
+        slice_axis: int = -1,
+        transform: Callable | None = None,
+        cache: bool = True,
+    ) -> None:
+        if not data:
+            raise ValueError("data is empty: at least one labelled input is needed.")
+        for i, item in enumerate(data):
+            if "image" not in item or isinstance(item.get("label"), bool) or not isinstance(item.get("label"), int):
+                raise ValueError(f"data[{i}] must be {{'image': path, 'label': int}}, got {dict(item)!r}.")
+        self.data = [dict(item) for item in data]
+        self.labels = np.asarray([int(item["label"]) for item in self.data], dtype=np.int64)
+        self.loader = LoadSequenced("image", spatial_shape, channels, slice_axis=slice_axis)
+        self.transform = transform
+        self.cache = cache
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> Any:
+        item = self.data[index]
+        image = self._cache.get(index)
+        if image is None:
+            image = self.loader({"image": item["image"]})["image"]
+            if self.cache:
+                self._cache[index] = image
+        out = {"image": image.clone(), "label": torch.tensor(int(item["label"]), dtype=torch.int64),
+               "id": str(item.get("id", item["image"]))}
+        return self.transform(out) if self.transform is not None else out
+
+
+class DASClassificationTrainTask(TrainTask):
+    """MONAI Label train task: the bundle's ``train.json`` on the datastore's labelled images (module docstring).
+
+    Args:
+        bundle: the bundle folder.
+        output_path: where the trained checkpoint is published (the infer task's last ``path``).
+        work_dir: the bundle's ``output_dir`` of a run (``train/``: checkpoints, TensorBoard logs) and
+            ``train_stats.json``.
+        init_paths: checkpoints to start from when ``pretrained`` (the last existing one; e.g. the infer task's
+            ``path`` list).
+        labels_csv: an ``image,label`` CSV file (optional).
+        overrides: values for keys of ``train.json`` (the same as the infer task's).
+        max_epochs: default number of epochs of a run.
+        description: shown by the server.
+    """
+
+    def __init__(
+        self,
+        bundle: str | os.PathLike,
+        output_path: str | os.PathLike,
+        work_dir: str | os.PathLike,
+        init_paths: Sequence[str | os.PathLike] = (),
+        labels_csv: str | os.PathLike | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        max_epochs: int = 10,
+        description: str = "",
+    ) -> None:
+        super().__init__(description or f"train DAS classification bundle {Path(bundle).name} on the datastore's "
+                         f"labelled images (image info '{LABEL_KEY}' or {LABELS_CSV})")
+        self.bundle = Path(bundle)
+        self.class_names = bundle_class_names(self.bundle)
+        self.output_path = Path(output_path)
+        self.work_dir = Path(work_dir)
+        self.init_paths = [Path(p) for p in init_paths]
+        self.labels_csv = Path(labels_csv) if labels_csv else None
+        self.overrides = dict(overrides or {})
+        self.max_epochs = int(max_epochs)
+
+    def config(self) -> dict[str, Any]:
+        return {"max_epochs": self.max_epochs, "device": "cpu" if not torch.cuda.is_available() else "cuda",
+                "pretrained": True, "val_every": 5}
+
+    def stats(self) -> dict[str, Any]:
+        stats_file = self.work_dir / "train_stats.json"
+        try:
+            return json.loads(stats_file.read_text()) if stats_file.is_file() else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _split(self, items: list[dict[str, Any]], val_every: int) -> tuple[list[dict], list[dict]]:
+        if val_every < 2 or len(items) < val_every:
+            return items, items
+        val = items[val_every - 1 :: val_every]
+        train = [item for i, item in enumerate(items) if (i + 1) % val_every]
+        return train, val
+
+    def __call__(self, request: Mapping[str, Any], datastore: Any) -> dict[str, Any]:
+        """Train one run and publish its best checkpoint; returns the run's stats (also in ``stats()``).
+
+        Raises:
+            ValueError: when no image of the datastore has a class label, or a label is unknown.
+        """
+        from monai.bundle import ConfigWorkflow
+
+        request = {**self.config(), **dict(request)}
+        labels = datastore_class_labels(datastore, self.class_names, self.labels_csv)
+        if not labels:
+            raise ValueError(f"no image of the datastore has a class: set '{LABEL_KEY}' in the image info (PUT "
+                             f"/datastore/image/info) or list 'image,label' rows in {self.labels_csv}.")
+        items = [{"image": datastore.get_image_uri(i), "label": c, "id": i} for i, c in sorted(labels.items())]
+        train_items, val_items = self._split(items, int(request.get("val_every", 5)))
+        device = str(request.get("device") or "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"
+        epochs = int(request.get("max_epochs", self.max_epochs))
+        run_dir = self.work_dir / "train"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        best = run_dir / "model.pt"
+        if best.exists():
+            best.unlink()  # never publish a previous run's model
+        dataset = {
+            "_target_": f"{SequenceListDataset.__module__}.SequenceListDataset",
+            "spatial_shape": "$[@num_frames, @frame_size, @frame_size]",
+            "channels": "@in_channels",
+        }
+        overrides: dict[str, Any] = {
+            **self.overrides,
+            **dict(request.get("bundle_overrides") or {}),
+            "bundle_root": str(self.bundle),
+            "output_dir": str(run_dir),
+            "epochs": epochs,
+            "device": f"$torch.device('{device}')",
+            "num_workers": 0,
+            "resume": False,
+            "train_dataset": {**dataset, "data": train_items, "transform": "@train#preprocessing"},
+            "val_dataset": {**dataset, "data": val_items, "transform": "@validate#preprocessing"},
+        }
+        logger.info("training %s on %d images (%d for validation), %d epoch(s), %s", self.bundle.name,
+                    len(train_items), len(val_items), epochs, device)
+        start = time.time()
+        workflow = ConfigWorkflow(
+            config_file=str(self.bundle / "configs" / "train.json"),
+            meta_file=str(self.bundle / "configs" / "metadata.json"),
+            logging_file=False,
+            workflow_type="train",
+            **overrides,
+        )
+        workflow.initialize()
+        init = next((p for p in reversed(self.init_paths) if p.is_file()), None)
+        if init is not None and str(request.get("pretrained", True)).lower() not in ("false", "0", "no"):
+            state = torch.load(init, map_location="cpu", weights_only=True)
+            state = state["model"] if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping) else state
+            workflow.parser.get_parsed_content("network").load_state_dict(state)
+            logger.info("starting from %s", init)
+        else:
+            init = None
+        workflow.run()
+        workflow.finalize()
+        if not best.is_file():
+            raise RuntimeError(f"the bundle's training wrote no {best}; see the log.")
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.output_path.with_name(f".{self.output_path.name}.{os.getpid()}.tmp")
+        shutil.copyfile(best, tmp)
+        os.replace(tmp, self.output_path)
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+        stats = {
+            "bundle": self.bundle.name,
+            "epochs": int(trainer.state.epoch),
+            "num_train": len(train_items),
+            "num_val": len(val_items),
+            "class_counts": {n: int(sum(item["label"] == i for item in items)) for i, n in enumerate(self.class_names)},
+            "best_metric": _finite_or_none(getattr(evaluator.state, "best_metric", None)),
+            "best_metric_epoch": int(getattr(evaluator.state, "best_metric_epoch", -1)),
+            "started_from": str(init) if init is not None else None,
+            "checkpoint": str(self.output_path),
+            "seconds": round(time.time() - start, 1),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        (self.work_dir / "train_stats.json").write_text(json.dumps(stats, indent=2))
+        logger.info("published %s: %s", self.output_path, stats)
+        return stats
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None

@@ -1,0 +1,274 @@
+"""MONAI Label integration: a real server with the sample app serving the vessel bundle, over HTTP on 127.0.0.1.
+
+One server (module fixture) is started with ``python -m monailabel.main start_server`` (the interpreter running the
+tests, ``MONAI_LABEL_SESSIONS=false``, in a temporary folder) on a studies folder of 28^3 NIfTI volumes and a
+checkpoint of a freshly built vessel-bundle network (BatchNorm calibrated, so its outputs depend on the input). The
+tests call ``/info/``, ``/infer`` on a datastore image, on an uploaded mp4 and on a DICOM series folder given by
+path, and compare with an in-process run of the same network on the same resampled input; the last one labels two
+images (``labels.csv`` and ``PUT /datastore/image/info``), trains one epoch through ``POST /train`` and checks that
+inference then uses the published checkpoint. The server is always stopped (SIGTERM, then kill); its log is printed
+when a test fails. Skipped when monailabel cannot be imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from apps_testing import (
+    PYTHON,
+    VESSEL_BUNDLE,
+    build_network,
+    has_av,
+    has_nib,
+    has_pydicom,
+    subprocess_env,
+    write_dicom_series,
+    write_nifti,
+    write_video,
+)
+
+from monai_das.apps.predict import BundlePredictor, expand_inputs, prepare_sequence, read_input
+
+T, K = 28, 14  # the vessel bundle: 28 frames of 28 x 28, k = round(0.5 * 28)
+CLASSES = ["vessel", "aneurysm"]
+MODEL = VESSEL_BUNDLE.name
+START_TIMEOUT_S = 90
+
+
+def _import_monailabel():
+    try:
+        import monailabel.interfaces.app  # noqa: F401  (what the server needs: fastapi, itk, pydicom_seg...)
+    except Exception as e:  # noqa: BLE001 - any import failure means "not installed correctly here"
+        pytest.skip(f"monailabel is not importable ({type(e).__name__}: {e}); see scripts/setup_env.sh")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A MONAI Label server process and its log."""
+
+    def __init__(self, root: Path, ckpt: Path) -> None:
+        self.root, self.ckpt = root, ckpt
+        self.app, self.studies = root / "app", root / "studies"
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = root / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import requests
+
+        env = subprocess_env()
+        env.update(MONAI_LABEL_SESSIONS="false", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+        cmd = [PYTHON, "-m", "monailabel.main", "start_server", "--app", str(self.app), "--studies",
+               str(self.studies), "--host", "127.0.0.1", "--port", str(self.port),
+               "--conf", "bundle", str(VESSEL_BUNDLE), "--conf", "ckpt", str(self.ckpt)]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode} before answering /info/")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.url}/info/", timeout=5).status_code == 200:
+                    return
+            time.sleep(0.5)
+        raise TimeoutError(f"the server did not answer GET /info/ within {START_TIMEOUT_S} s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)  # graceful; uvicorn then exits with -15 (not 0)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else "(no log)"
+
+    @contextlib.contextmanager
+    def log_on_failure(self):
+        try:
+            yield
+        except BaseException:
+            print(f"----- MONAI Label server log ({self.log_path}) -----\n{self.log()[-20000:]}")
+            raise
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, vessel_checkpoint):
+    _import_monailabel()
+    if not has_nib:
+        pytest.skip("nibabel is not installed")
+    from monai_das.apps.monailabel import SAMPLE_APP
+
+    root = tmp_path_factory.mktemp("monailabel")
+    shutil.copytree(SAMPLE_APP, root / "app", ignore=shutil.ignore_patterns("__pycache__", "logs", "model", "bin"))
+    studies = root / "studies"
+    studies.mkdir()
+    rng = np.random.default_rng(0)
+    for name, scale in (("case001", 1.0), ("case_a", 2.0), ("case_b", 0.5)):
+        write_nifti(studies / f"{name}.nii.gz", rng.random((T, T, T)) * scale)
+    srv = Server(root, vessel_checkpoint)
+    try:
+        with srv.log_on_failure():
+            srv.start()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _reference(ckpt: Path, path: Path) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """Probabilities, picks and source indices of the vessel network with ``ckpt`` on the resampled input."""
+    net = build_network(calibrate=False)
+    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    raw = read_input(expand_inputs([path])[0], max_frames=T)
+    image, source, _ = prepare_sequence(raw, (T, T, T), 1)
+    with torch.no_grad():
+        probs = torch.softmax(net(image[None]), dim=1)[0].numpy()
+    return probs, net.last_sampler_output.indices[0].tolist(), source
+
+
+def _post_infer(server: Server, **kwargs) -> dict:
+    import requests
+
+    response = requests.post(f"{server.url}/infer/{MODEL}", timeout=120, **kwargs)
+    assert response.status_code == 200, f"{response.status_code}: {response.text[:2000]}"
+    return response.json()
+
+
+def _check_result(result: dict, ref_probs: np.ndarray, ref_picks: list[int], ref_source: np.ndarray) -> None:
+    scores = {p["label"]: p["score"] for p in result["prediction"]}
+    assert list(scores) == CLASSES
+    assert list(result["probabilities"]) == CLASSES
+    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose([scores[c] for c in CLASSES], ref_probs, atol=1e-5)
+    picks = result["picked_slices"]
+    assert len(picks) == K == len(set(picks))
+    assert picks == sorted(picks) and all(0 <= i < T for i in picks)
+    assert picks == ref_picks
+    assert result["source_slices"] == [int(ref_source[i]) for i in picks]
+    assert result["num_slices"] == T
+    assert result["predicted_label"] == CLASSES[int(np.argmax(ref_probs))]
+    assert result["label_names"] == {c: i for i, c in enumerate(CLASSES)}
+
+
+def test_info(server):
+    import requests
+
+    with server.log_on_failure():
+        info = requests.get(f"{server.url}/info/", timeout=30).json()
+        model = info["models"][MODEL]
+        assert model["type"] == "classification" and model["dimension"] == 3
+        assert model["labels"] == {"vessel": 0, "aneurysm": 1}
+        assert MODEL in info["trainers"] and info["strategies"] == {}
+        assert info["datastore"]["total"] == 3
+
+
+def test_infer_datastore_image(server, vessel_checkpoint):
+    with server.log_on_failure():
+        result = _post_infer(server, params={"image": "case001"})
+        print("POST /infer/%s?image=case001 ->" % MODEL, json.dumps({k: result[k] for k in (
+            "prediction", "predicted_label", "picked_slices", "source_slices", "num_slices", "num_source_slices")}))
+        _check_result(result, *_reference(vessel_checkpoint, server.studies / "case001.nii.gz"))
+        assert result["num_source_slices"] == T and result["source_slices"] == result["picked_slices"]
+
+
+@pytest.mark.skipif(not has_av, reason="PyAV is not installed")
+def test_infer_uploaded_video(server, vessel_checkpoint, tmp_path):
+    frames = np.random.default_rng(1).integers(0, 256, (40, 32, 32)).astype(np.uint8)
+    clip = write_video(tmp_path / "clip.mp4", frames)
+    with server.log_on_failure():
+        with open(clip, "rb") as f:
+            result = _post_infer(server, params={"output": "json"}, files={"file": ("clip.mp4", f, "video/mp4")})
+        _check_result(result, *_reference(vessel_checkpoint, clip))
+        assert result["num_source_slices"] == 40
+        assert all(0 <= s < 40 for s in result["source_slices"])
+
+
+@pytest.mark.skipif(not has_pydicom, reason="pydicom is not installed")
+def test_infer_dicom_series_folder(server, vessel_checkpoint, tmp_path):
+    series = write_dicom_series(tmp_path / "series", np.random.default_rng(2).integers(0, 4000, (6, 24, 24)))
+    with server.log_on_failure():
+        result = _post_infer(server, params={"image": str(series)})
+        _check_result(result, *_reference(vessel_checkpoint, series))
+        assert result["num_source_slices"] == 6  # 6 slices spread over T = 28: sources repeat
+        assert all(0 <= s < 6 for s in result["source_slices"])
+
+
+def test_train_then_infer(server, vessel_checkpoint):
+    """Label two images (labels.csv, image info), train one epoch over HTTP, and serve the published checkpoint."""
+    import requests
+
+    published = server.app / "model" / f"{MODEL}.pt"
+    with server.log_on_failure():
+        (server.studies / "labels.csv").write_text("image,label\ncase_a.nii.gz,vessel\ncase_b,0\n")
+        r = requests.put(f"{server.url}/datastore/image/info", params={"image": "case_b"},
+                         data={"info": json.dumps({"label": "aneurysm"})}, timeout=30)  # wins over labels.csv
+        assert r.status_code == 200, r.text
+        r = requests.post(f"{server.url}/train/{MODEL}", params={"run_sync": "true"}, json={"max_epochs": 1},
+                          timeout=600)
+        assert r.status_code == 200, r.text[:2000]
+        stats = r.json()
+        assert stats["epochs"] == 1 and stats["num_train"] == 2
+        assert stats["class_counts"] == {"vessel": 1, "aneurysm": 1}
+        assert Path(stats["checkpoint"]) == published and published.is_file()
+        assert stats["started_from"] == str(vessel_checkpoint)
+        assert requests.get(f"{server.url}/info/", timeout=30).json()["train_stats"][MODEL]["epochs"] == 1
+        result = _post_infer(server, params={"image": "case001"})
+        trained = BundlePredictor(VESSEL_BUNDLE, ckpt=published)
+        raw = read_input(expand_inputs([server.studies / "case001.nii.gz"])[0])
+        image, source, _ = prepare_sequence(raw, trained.spatial_shape, trained.channels)
+        probs, picks, _ = trained(image)
+        _check_result(result, probs, picks.tolist(), source)
+        before = _reference(vessel_checkpoint, server.studies / "case001.nii.gz")[0]
+        assert not np.allclose(probs, before, atol=1e-6), "the served model did not change after training"
+
+
+# ------------------------------------------------------------------------------------------- labels, no server needed
+
+
+class _FakeDatastore:
+    def __init__(self, info: dict[str, dict]) -> None:
+        self.info = info
+
+    def list_images(self):
+        return list(self.info)
+
+    def get_image_info(self, image_id):
+        return dict(self.info[image_id])
+
+
+def test_class_labels_from_info_and_csv(tmp_path):
+    from monai_das.apps.monailabel import datastore_class_labels, parse_class_label
+
+    assert parse_class_label("Aneurysm", CLASSES) == 1 and parse_class_label(0, CLASSES) == 0
+    assert parse_class_label("1", CLASSES) == 1
+    for bad in ("2", -1, "tumour", True, 0.5):
+        with pytest.raises(ValueError, match="vessel"):
+            parse_class_label(bad, CLASSES)
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text("image,label\na.nii.gz,1\nb,vessel\nc,\nghost,0\n")
+    store = _FakeDatastore({"a": {}, "b": {"label": "aneurysm"}, "c": {}, "d": {"label": 0}})
+    assert datastore_class_labels(store, CLASSES, csv_file) == {"a": 1, "b": 1, "d": 0}
+    with pytest.raises(ValueError, match="image 'x'"):
+        datastore_class_labels(_FakeDatastore({"x": {"label": "tumour"}}), CLASSES)
+    csv_file.write_text("name,class\na,1\n")
+    with pytest.raises(ValueError, match="'image' and 'label'"):
+        datastore_class_labels(store, CLASSES, csv_file)
