@@ -165,6 +165,8 @@ def train_config(spec: dict) -> dict:
         "bundle_root": ".",
         "output_dir": "$@bundle_root + '/outputs'",
         "ckpt_path": "$@output_dir + '/model.pt'",
+        "last_ckpt_path": "$@output_dir + '/last.pt'",
+        "resume": False,
         "log_dir": "$@output_dir + '/logs'",
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "seed": 0,
@@ -248,6 +250,12 @@ def train_config(spec: dict) -> dict:
                  "output_transform": "$monai.handlers.from_engine(['loss'], first=True)"},
                 {"_target_": "TensorBoardStatsHandler", "_disabled_": "@is_not_rank0", "log_dir": "@log_dir",
                  "tag_name": "train_loss", "output_transform": "$monai.handlers.from_engine(['loss'], first=True)"},
+                # last: writes the epoch's state once validation, lr step, early stopping and best model are done
+                {"_target_": "monai_das.handlers.TrainingStateCheckpoint", "path": "@last_ckpt_path",
+                 "resume": "@resume", "map_location": "@device",
+                 "save_dict": {"model": "@network", "optimizer": "@optimizer", "lr_scheduler": "@lr_scheduler",
+                               "early_stop": "@validate#early_stop", "best_saver": "@validate#best_saver",
+                               "validator": "@validate#evaluator"}},
             ],
             "trainer": {
                 "_target_": "SupervisedTrainer",
@@ -294,12 +302,14 @@ def train_config(spec: dict) -> dict:
                  "iteration_log": False},
                 {"_target_": "monai_das.handlers.SamplerTensorBoardHandler", "_disabled_": "@is_not_rank0",
                  "log_dir": "@log_dir", "network": "@network"},
-                {"_target_": "CheckpointSaver", "_disabled_": "@is_not_rank0", "save_dir": "@output_dir",
-                 "save_dict": {"model": "@network"}, "save_key_metric": True, "key_metric_filename": "model.pt",
-                 "key_metric_name": "@checkpoint_metric",
-                 "key_metric_negative_sign": "$'loss' in @checkpoint_metric"},
+                "@validate#best_saver",
                 "@validate#early_stop",
             ],
+            # every rank tracks the best score (the resumable state is then the same everywhere), rank 0 writes
+            "best_saver": {"_target_": "monai_das.handlers.AtomicCheckpointSaver", "save_dir": "@output_dir",
+                           "save_dict": {"model": "@network"}, "save_key_metric": True,
+                           "key_metric_filename": "model.pt", "key_metric_name": "@checkpoint_metric",
+                           "key_metric_negative_sign": "$'loss' in @checkpoint_metric"},
             "early_stop": {"_target_": "EarlyStopHandler", "trainer": None, "patience": "@early_stop_patience",
                            "score_function": "$monai_das.engines.metric_score(@checkpoint_metric)", "epoch_level": True},
             "evaluator": {
@@ -400,7 +410,9 @@ def multi_gpu_config() -> dict:
             "$@train#trainer.add_event_handler(ignite.engine.Events.EPOCH_STARTED, lambda e: @train#sampler.set_epoch(e.state.epoch))",
             "$@train#trainer.run()",
         ],
-        "finalize": ["$dist.barrier()", "$dist.destroy_process_group()"],
+        # release the DDP model (the parser keeps it alive) before barrier + destroy: else ~5-25% of processes abort
+        # at exit ("terminate called without an active exception")
+        "finalize": ["$monai_das.engines.teardown_distributed(@network)"],
     }
 
 
@@ -575,8 +587,10 @@ torchrun --standalone --nproc_per_node 2 -m monai.bundle run --config_file "['co
 python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filepath ../meta_schema.json
 ```
 
-`train` writes `outputs/model.pt` (best validation AUC; `--checkpoint_metric val_loss` for the paper's choice) and
-TensorBoard logs in `outputs/logs`; `evaluate` writes `outputs/eval/metrics.csv` (test AUC, balanced accuracy,
+`train` writes `outputs/model.pt` (best validation AUC; `--checkpoint_metric val_loss` for the paper's choice),
+`outputs/last.pt` (the whole training state after every epoch, written atomically: the same command with
+`--resume True` continues an interrupted run from it) and TensorBoard logs in `outputs/logs`;
+`evaluate` writes `outputs/eval/metrics.csv` (test AUC, balanced accuracy,
 accuracy, unweighted cross-entropy loss; it needs only the test split); `inference` writes `outputs/predictions.csv`: per input its class probabilities, the predicted class
 and the indices of the picked frames.
 
@@ -593,6 +607,7 @@ and the indices of the picked frames.
 | `--early_stop_patience` | `10` | epochs without improvement before stopping |
 | `--pooling` | `mean` | pooling over the picked frames: `mean`, `max` or `attention` |
 | `--batch_size` | `16` | batch size |
+| `--resume` | `False` | `True`: continue from `outputs/last.pt` (error if missing); `auto`: continue if it exists |
 | `--device` | GPU if available | e.g. `"$torch.device('cpu')"` |
 
 The paper's exact protocol is `--learning_rate 0.0001 --imbalance none --checkpoint_metric val_loss` (with flips

@@ -10,18 +10,21 @@ under ``torch.inference_mode`` (``full`` runs the backbone on all T frames, ever
 benchmark records:
 
 * forward latency: median and interquartile range of ``--repeats`` timed forward passes after ``--warmup`` untimed
-  ones (on CUDA with a synchronisation before and after every pass); the number of timed passes is lowered, to no
-  fewer than ``MIN_REPEATS``, when ``--repeats`` of them would take longer than ``--time-budget`` seconds;
+  ones (on CUDA with a synchronisation before and after every pass). The methods of one (T, batch) are timed in
+  interleaved rounds, one pass of each per round (see ``measure_group``), so that load from other processes falls on
+  all of them alike. The number of rounds is lowered, to no fewer than ``MIN_REPEATS``, when ``--repeats`` of them
+  would take longer than ``--time-budget`` seconds per method;
 * throughput: volumes per second, ``batch / median latency``;
-* the sampler's own latency, timed alone the same way, and its share of the forward: ``sampler median / forward
-  median``;
+* the sampler's own latency, timed alone in the same rounds, and its share of the forward: ``sampler median /
+  forward median``;
 * FLOPs of one forward and of the sampler alone, from ``torch.utils.flop_counter.FlopCounterMode``;
-* peak memory of the forward passes (see ``measure_config``);
+* peak memory of the forward passes (see ``ConfigBench`` and ``PeakMemory``);
 * derived: the speed-up of every method over ``full`` at the same (device, mode, T, batch) and each sampler's time
   relative to the A-DPS sampler's.
 
-Each configuration runs in a fresh Python process (``--in-process`` turns that off), so its memory reading starts from a
-clean process and no allocator cache or thread pool is shared between configurations. Rows go to
+Each configuration lives in a fresh Python process of its own (``--in-process`` turns that off), driven through a pipe,
+so its memory reading starts from a clean process and no allocator cache or thread pool is shared between
+configurations; only one of them computes at a time. Rows go to
 ``benchmarks/results/efficiency.csv``, replacing rows with the same (device, device name, mode, T, batch, method) and
 keeping the others, so a GPU run adds its rows beside the CPU ones; ``efficiency.md`` is rewritten from the whole CSV.
 """
@@ -62,7 +65,8 @@ FIELDS = [
     "latency_ms_median", "latency_ms_iqr", "throughput_vol_s", "speedup_vs_full",
     "sampler_ms_median", "sampler_ms_iqr", "sampler_share", "sampler_time_vs_adps",
     "gflops", "sampler_mflops", "peak_mem_mib", "peak_mem_abs_mib", "mem_method", "compile_s",
-    "threads", "other_runnable", "loadavg_start", "loadavg_end", "note", "date", "command", "platform", "cpu_count", "torch",
+    "threads", "other_runnable", "loadavg_start", "loadavg_end", "note",
+    "date", "command", "platform", "cpu_count", "torch",
 ]
 METRIC_FIELDS = ("latency_ms_median", "latency_ms_iqr", "throughput_vol_s", "sampler_ms_median", "sampler_ms_iqr",
                  "sampler_share", "gflops", "sampler_mflops", "peak_mem_mib", "peak_mem_abs_mib")
@@ -117,8 +121,8 @@ class PeakMemory:
     ``torch.cuda.memory_allocated`` at start (model and input are already allocated then). CPU: the process's peak RSS
     (``VmHWM``, reset to the current RSS at start through ``/proc/self/clear_refs``) minus its RSS at start
     (``VmRSS``). Where ``VmHWM`` cannot be reset, ``getrusage(RUSAGE_SELF).ru_maxrss`` (the peak since the process
-    started) is used, and a peak reached before ``start()`` hides the forward's own (the reading is then a lower
-    bound, and says so).
+    started) is used, and a higher peak reached before ``start()`` hides the forward's own (the reading is then an
+    upper bound, and says so).
     """
 
     def __init__(self, device: str) -> None:
@@ -143,7 +147,7 @@ class PeakMemory:
             self.method = "VmHWM (reset via clear_refs) - VmRSS before"
         else:
             self.before_kib = rss if rss is not None else _ru_maxrss_kib()
-            self.method = "ru_maxrss - RSS before" + ("" if _ru_maxrss_kib() <= self.before_kib else " (lower bound)")
+            self.method = "ru_maxrss - RSS before" + ("" if _ru_maxrss_kib() <= self.before_kib else " (upper bound)")
 
     def stop(self) -> tuple[float, float]:
         """``(increase, absolute peak)`` in MiB."""
@@ -159,37 +163,21 @@ class PeakMemory:
         return max(0, self.peak_kib - self.before_kib) / 1024, self.peak_kib / 1024
 
 
-def time_callable(fn: Callable[[], object], repeats: int, warmup: int, device: str,
-                  time_budget: float | None = None) -> list[float]:
-    """Seconds of ``repeats`` timed calls of ``fn`` after ``warmup`` untimed ones.
-
-    On CUDA the device is synchronised before and after every timed call. With ``time_budget``, the number of timed
-    calls is lowered (to no fewer than ``min(repeats, MIN_REPEATS)``) so that they take about ``time_budget`` seconds,
-    judged from the slowest of the last two warm-up calls (or one extra untimed call when ``warmup`` is 0).
-    """
+def time_callable(fn: Callable[[], object], repeats: int, warmup: int, device: str) -> list[float]:
+    """Seconds of ``repeats`` timed calls of ``fn`` after ``warmup`` untimed ones (CUDA: synchronised around each)."""
     import torch
 
     cuda = device.startswith("cuda")
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize(device)
-
-    last: list[float] = []
-    for _ in range(max(warmup, 1 if time_budget else 0)):
-        sync()
-        t0 = time.perf_counter()
+    for _ in range(warmup):
         fn()
-        sync()
-        last = (last + [time.perf_counter() - t0])[-2:]
-    if time_budget and last:
-        repeats = max(min(repeats, MIN_REPEATS), min(repeats, int(time_budget / max(min(last), 1e-9))))
     times = []
     for _ in range(repeats):
-        sync()
+        if cuda:
+            torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         fn()
-        sync()
+        if cuda:
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -255,77 +243,102 @@ def build_model(method: str, frames: int):
     return SubsampledClassifier(sampler, MobileNetV3Small(1, 0), NUM_CLASSES).eval()
 
 
-def measure_config(method: str, frames: int, batch: int, device: str = "cpu", repeats: int = 30, warmup: int = 3,
-                   compile: bool = False, time_budget: float | None = 15.0, seed: int = 0) -> dict:
-    """Measure one (method, T, batch) configuration in this process; returns one row (metrics as floats).
+def _mode(device: str, compile: bool) -> str:
+    return ("compile:reduce-overhead" if device.startswith("cuda") else "compile:default") if compile else "eager"
 
-    Peak memory covers every forward of the whole model (warm-up and timed), measured by :py:class:`PeakMemory`
-    from just before the first forward (for compiled models: after the compiling call). The sampler is then timed
-    alone, and the FLOPs of the eager model and of its sampler are counted last.
+
+class ConfigBench:
+    """One configuration set up once (model, input, optional ``torch.compile``), then timed on request.
+
+    ``run("forward" | "sampler", n)`` times ``n`` calls of the whole model or of its sampler alone;
+    ``finish()`` closes the memory window and counts FLOPs, returning the configuration's static part of a row.
+    Peak memory (:py:class:`PeakMemory`) covers every call from the first ``run`` to ``finish`` (for compiled models
+    the compiling call comes before). FLOPs are counted on the eager model.
 
     With ``compile=True`` the model and the sampler are ``torch.compile``'d (``mode="reduce-overhead"``, i.e. CUDA
-    graphs, on CUDA; the default mode elsewhere); a failure is recorded in ``note`` as ``compile failed: <reason>``.
+    graphs, on CUDA; the default mode elsewhere); a failure is kept in ``self.failed`` as ``compile failed: <reason>``.
+    ``threads > 0`` sets ``torch.set_num_threads`` first.
     """
-    import torch
 
-    cuda = device.startswith("cuda")
-    compile_mode = "reduce-overhead" if cuda else "default"
-    row: dict = {k: "" for k in FIELDS}
-    row.update(device=torch.device(device).type, device_name=device_name(device),
-               mode=f"compile:{compile_mode}" if compile else "eager", frames=frames, batch=batch,
-               k=frames if method == "full" else max(1, frames // 2), method=method, warmup=warmup,
-               threads=torch.get_num_threads())
-    for name in METRIC_FIELDS:
-        row[name] = float("nan")
-    notes = []
+    def __init__(self, method: str, frames: int, batch: int, device: str = "cpu", compile: bool = False,
+                 seed: int = 0, threads: int = 0) -> None:
+        import torch
 
-    torch.manual_seed(seed)
-    model = build_model(method, frames).to(device)
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, 1, frames, frames, frames, generator=generator).to(device)
-
-    with torch.inference_mode():
-        forward: Callable[[], object] = lambda: model(x)  # noqa: E731
-        sampler_fn: Callable[[], object] = lambda: model.sampler(x)  # noqa: E731
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.device = device
+        self.failed = ""
+        self.notes: list[str] = []
+        self.row: dict = {k: "" for k in FIELDS}
+        self.row.update(device=torch.device(device).type, device_name=device_name(device), mode=_mode(device, compile),
+                        frames=frames, batch=batch, k=frames if method == "full" else max(1, frames // 2),
+                        method=method, threads=torch.get_num_threads())
+        torch.manual_seed(seed)
+        self.model = build_model(method, frames).to(device)
+        x = torch.rand(batch, 1, frames, frames, frames, generator=torch.Generator().manual_seed(seed)).to(device)
+        self.x = x
+        model = self.model
+        self.calls: dict[str, Callable[[], object] | None] = {
+            "forward": lambda: model(x), "sampler": lambda: model.sampler(x)}
         if compile:
-            try:
-                compiled = torch.compile(model, mode=compile_mode)
-                t0 = time.perf_counter()
-                compiled(x)
-                if cuda:
-                    torch.cuda.synchronize(device)
-                row["compile_s"] = round(time.perf_counter() - t0, 2)
-                forward = _cudagraph_step(compiled, x) if cuda else (lambda: compiled(x))
-            except Exception as e:  # noqa: BLE001 - any compiler failure is a result to report
-                row["note"] = f"compile failed: {_short_error(e)}"
-                row["mem_method"] = ""
-                return row
-            try:
-                compiled_sampler = torch.compile(model.sampler, mode=compile_mode)
-                compiled_sampler(x)
-                sampler_fn = _cudagraph_step(compiled_sampler, x) if cuda else (lambda: compiled_sampler(x))
-            except Exception as e:  # noqa: BLE001
-                notes.append(f"sampler compile failed: {_short_error(e)}")
-                sampler_fn = None  # type: ignore[assignment]
+            self._compile(torch)
+        self.memory = PeakMemory(device)
+        self.started = False
 
-        memory = PeakMemory(device)
-        memory.start()
-        times = time_callable(forward, repeats, warmup, device, time_budget)
-        row["peak_mem_mib"], row["peak_mem_abs_mib"] = memory.stop()
-        row["mem_method"] = memory.method
-        row["repeats"] = len(times)
-        row["latency_ms_median"], row["latency_ms_iqr"] = _median_iqr_ms(times)
-        row["throughput_vol_s"] = batch / (row["latency_ms_median"] / 1000.0)
+    def _compile(self, torch) -> None:
+        cuda = self.device.startswith("cuda")
+        mode = "reduce-overhead" if cuda else "default"
+        x = self.x
+        with torch.inference_mode():
+            for what, module in (("forward", self.model), ("sampler", self.model.sampler)):
+                try:
+                    compiled = torch.compile(module, mode=mode)
+                    t0 = time.perf_counter()
+                    compiled(x)
+                    if cuda:
+                        torch.cuda.synchronize(self.device)
+                    if what == "forward":
+                        self.row["compile_s"] = round(time.perf_counter() - t0, 2)
+                    self.calls[what] = _cudagraph_step(compiled, x) if cuda else (lambda c=compiled: c(x))
+                except Exception as e:  # noqa: BLE001 - any compiler failure is a result to report
+                    if what == "forward":
+                        self.failed = f"compile failed: {_short_error(e)}"
+                        return
+                    self.notes.append(f"sampler compile failed: {_short_error(e)}")
+                    self.calls[what] = None
 
-        if sampler_fn is not None:
-            sampler_times = time_callable(sampler_fn, len(times), warmup, device, None)
-            row["sampler_ms_median"], row["sampler_ms_iqr"] = _median_iqr_ms(sampler_times)
-            row["sampler_share"] = row["sampler_ms_median"] / row["latency_ms_median"]
+    def run(self, what: str, n: int) -> list[float]:
+        """Seconds of ``n`` calls of ``"forward"`` or ``"sampler"`` (empty when that call is unavailable)."""
+        import torch
 
-        row["gflops"] = count_flops(lambda: model(x)) / 1e9
-        row["sampler_mflops"] = count_flops(lambda: model.sampler(x)) / 1e6
-    row["note"] = "; ".join(notes)
-    return row
+        fn = self.calls[what]
+        if self.failed or fn is None or n < 1:
+            return []
+        if not self.started:
+            self.memory.start()
+            self.started = True
+        with torch.inference_mode():
+            return time_callable(fn, n, 0, self.device)
+
+    def finish(self) -> dict:
+        """The row's static part, peak memory and FLOPs (no timings); ``note`` holds any failure."""
+        import torch
+
+        row = dict(self.row)
+        for name in METRIC_FIELDS:
+            row[name] = float("nan")
+        if self.failed:
+            row["note"] = self.failed
+            return row
+        if self.started:
+            row["peak_mem_mib"], row["peak_mem_abs_mib"] = self.memory.stop()
+            row["mem_method"] = self.memory.method
+        model, x = self.model, self.x
+        with torch.inference_mode():
+            row["gflops"] = count_flops(lambda: model(x)) / 1e9
+            row["sampler_mflops"] = count_flops(lambda: model.sampler(x)) / 1e6
+        row["note"] = "; ".join(self.notes)
+        return row
 
 
 def _cudagraph_step(fn: Callable, x) -> Callable[[], object]:
@@ -339,18 +352,157 @@ def _cudagraph_step(fn: Callable, x) -> Callable[[], object]:
     return call
 
 
-def measure_in_subprocess(spec: dict, timeout: float = 1800.0) -> dict:
-    """Run :py:func:`measure_config` with the keyword arguments ``spec`` in a fresh Python process."""
-    cmd = [sys.executable, "-m", "monai_das.benchmarks.efficiency", "--child", json.dumps(spec)]
+class SubprocessBench:
+    """:py:class:`ConfigBench` in a fresh Python process of its own, driven through a pipe (same interface)."""
+
+    def __init__(self, **spec) -> None:
+        import tempfile
+
+        self.spec = spec
+        self.failed = ""
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        cmd = [sys.executable, "-m", "monai_das.benchmarks.efficiency", "--worker", json.dumps(spec)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     text=True, cwd=REPO, bufsize=1)
+        self._ready = False
+
+    def ready(self) -> None:
+        """Wait until the worker has built its configuration (processes started together set up in parallel)."""
+        if self._ready:
+            return
+        self._ready = True
+        reply = self._reply()
+        if "error" in reply:
+            self.failed = reply["error"]
+        elif reply.get("failed"):
+            self.failed = reply["failed"]
+
+    def _reply(self) -> dict:
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                self.proc.wait()
+                self._stderr.seek(0)
+                lines = self._stderr.read().strip().splitlines() or [f"exit code {self.proc.returncode}"]
+                return {"error": f"failed: {lines[-1][:200]}"}
+            if line.startswith(RESULT_TAG):
+                return json.loads(line[len(RESULT_TAG):])
+
+    def _ask(self, request: dict) -> dict:
+        if self.proc.poll() is not None:
+            return {"error": self.failed or f"failed: exit code {self.proc.returncode}"}
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        reply = self._reply()
+        if "error" in reply and not self.failed:
+            self.failed = reply["error"]
+        return reply
+
+    def run(self, what: str, n: int) -> list[float]:
+        self.ready()
+        if self.failed:
+            return []
+        return self._ask({"op": "run", "what": what, "n": n}).get("times", [])
+
+    def finish(self) -> dict:
+        self.ready()
+        reply = {} if self.proc.poll() is not None else self._ask({"op": "finish"})
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._stderr.close()
+        if "row" in reply:
+            return reply["row"]
+        return _failed_row(self.spec, self.failed or reply.get("error", "failed"))
+
+
+def serve_worker(spec: dict) -> int:
+    """The ``--worker`` side of :py:class:`SubprocessBench`: one JSON request per stdin line, tagged JSON replies."""
+
+    def reply(obj: dict) -> None:
+        print(RESULT_TAG + json.dumps(obj), flush=True)
+
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    except subprocess.TimeoutExpired:
-        return _failed_row(spec, f"failed: timed out after {timeout:.0f} s")
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-    return _failed_row(spec, f"failed: {reason[:200]}")
+        bench = ConfigBench(**spec)
+    except Exception as e:  # noqa: BLE001
+        reply({"error": f"failed: {_short_error(e)}"})
+        return 1
+    reply({"ok": True, "failed": bench.failed})
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            if request["op"] == "run":
+                reply({"times": bench.run(request["what"], int(request["n"]))})
+            else:
+                reply({"row": bench.finish()})
+                return 0
+        except Exception as e:  # noqa: BLE001
+            reply({"error": f"failed: {_short_error(e)}"})
+            return 1
+    return 0
+
+
+def measure_group(benches: list, repeats: int = 30, warmup: int = 3, time_budget: float | None = 10.0,
+                  on_round: Callable[[], object] | None = None) -> list[dict]:
+    """Time the configurations of ``benches`` in interleaved rounds and return one row each.
+
+    Every configuration first gets ``warmup`` untimed forwards and sampler calls. Then each round times one forward of
+    every configuration, then one sampler call of every configuration, starting each round one configuration further
+    along; a burst of load from elsewhere thus hits every method alike instead of the one measured at that moment.
+    ``repeats`` rounds are run, lowered (to no fewer than ``min(repeats, MIN_REPEATS)``) where the rounds would take
+    longer than ``time_budget`` seconds per configuration, judged from the last warm-up forward of each.
+    """
+    for bench in benches:
+        if hasattr(bench, "ready"):
+            bench.ready()
+    live = [b for b in benches if not b.failed]
+    estimate = 0.0
+    for bench in live:
+        times = bench.run("forward", max(warmup, 1 if time_budget else 0))
+        bench.run("sampler", warmup)
+        estimate += times[-1] if times else 0.0
+    rounds = repeats
+    if time_budget and estimate > 0:
+        rounds = max(min(repeats, MIN_REPEATS), min(repeats, int(time_budget * len(live) / estimate)))
+    forward: dict[int, list[float]] = defaultdict(list)
+    sampler: dict[int, list[float]] = defaultdict(list)
+    for r in range(rounds):
+        if on_round is not None:
+            on_round()
+        order = live[r % len(live):] + live[: r % len(live)] if live else []
+        for bench in order:
+            forward[id(bench)] += bench.run("forward", 1)
+        for bench in order:
+            sampler[id(bench)] += bench.run("sampler", 1)
+    rows = []
+    for bench in benches:
+        row = bench.finish()
+        row["warmup"] = warmup
+        times, stimes = forward.get(id(bench), []), sampler.get(id(bench), [])
+        row["repeats"] = len(times)
+        if times:
+            row["latency_ms_median"], row["latency_ms_iqr"] = _median_iqr_ms(times)
+            row["throughput_vol_s"] = int(row["batch"]) / (row["latency_ms_median"] / 1000.0)
+        if times and stimes:
+            row["sampler_ms_median"], row["sampler_ms_iqr"] = _median_iqr_ms(stimes)
+            row["sampler_share"] = row["sampler_ms_median"] / row["latency_ms_median"]
+        rows.append(row)
+    return rows
+
+
+def measure_config(method: str, frames: int, batch: int, device: str = "cpu", repeats: int = 30, warmup: int = 3,
+                   compile: bool = False, time_budget: float | None = 10.0, seed: int = 0, threads: int = 0) -> dict:
+    """Measure one (method, T, batch) configuration in this process; returns one row (metrics as floats).
+
+    See :py:class:`ConfigBench` (memory, FLOPs, compilation) and :py:func:`measure_group` (timing).
+    """
+    bench = ConfigBench(method, frames, batch, device, compile, seed, threads)
+    return measure_group([bench], repeats, warmup, time_budget)[0]
 
 
 def _failed_row(spec: dict, note: str) -> dict:
@@ -358,8 +510,9 @@ def _failed_row(spec: dict, note: str) -> dict:
     device = spec.get("device", "cpu")
     row.update(device=device.split(":")[0], device_name=device_name(device), frames=spec["frames"],
                batch=spec["batch"], method=spec["method"], note=note.replace("|", "/").replace(",", ";"),
-               mode=("compile:reduce-overhead" if device.startswith("cuda") else "compile:default")
-               if spec.get("compile") else "eager")
+               mode=_mode(device, bool(spec.get("compile"))))
+    for name in METRIC_FIELDS:
+        row[name] = float("nan")
     return row
 
 
@@ -424,8 +577,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def _sort_key(row: dict) -> tuple:
     method = row["method"]
-    return (row["device"], row["device_name"], row["mode"], int(row["frames"]), int(row["batch"]),
-            METHODS.index(method) if method in METHODS else len(METHODS))
+    return (row["device"], row["device_name"], row["mode"] != "eager", row["mode"], int(row["frames"]),
+            int(row["batch"]), METHODS.index(method) if method in METHODS else len(METHODS))
 
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
@@ -451,17 +604,22 @@ def targets_lines(rows: list[dict]) -> list[str]:
         if row.get("note", "").startswith(("compile failed", "failed")):
             lines.append(f"- {where}: not measured ({row['note']}).")
             continue
-        parts = []
         speedup, share, ratio = (_num(row[k]) for k in ("speedup_vs_full", "sampler_share", "sampler_time_vs_adps"))
-        parts.append("speed-up vs full " + (f"{speedup:.2f}x ({_status(speedup >= TARGETS['speedup'])}, target "
-                                           f">= {TARGETS['speedup']}x)" if not math.isnan(speedup) else "n/a (no full row)"))
-        parts.append("sampler share " + (f"{100 * share:.1f}% ({_status(share <= TARGETS['sampler_share'])}, target "
-                                        f"<= {100 * TARGETS['sampler_share']:.0f}%)" if not math.isnan(share) else "n/a"))
-        parts.append("DAS/ADPS sampler time " + (f"{ratio:.2f} ({_status(ratio < TARGETS['das_vs_adps'])}, target "
-                                                 f"< {TARGETS['das_vs_adps']:.0f})" if not math.isnan(ratio) else "n/a (no adps row)"))
-        flops = [r for r in rows if _key(r)[:-1] == _key(row)[:-1] and r["method"] == "adps"]
-        if flops and _num(flops[0]["sampler_mflops"]) > 0:
-            parts.append(f"DAS/ADPS sampler counted FLOPs {_num(row['sampler_mflops']) / _num(flops[0]['sampler_mflops']):.2f}")
+        parts = [
+            "speed-up vs full " + ("n/a (no full row)" if math.isnan(speedup) else
+                                   f"{speedup:.2f}x ({_status(speedup >= TARGETS['speedup'])}, "
+                                   f"target >= {TARGETS['speedup']}x)"),
+            "sampler share " + ("n/a" if math.isnan(share) else
+                                f"{100 * share:.1f}% ({_status(share <= TARGETS['sampler_share'])}, "
+                                f"target <= {100 * TARGETS['sampler_share']:.0f}%)"),
+            "DAS/ADPS sampler time " + ("n/a (no adps row)" if math.isnan(ratio) else
+                                        f"{ratio:.2f} ({_status(ratio < TARGETS['das_vs_adps'])}, "
+                                        f"target < {TARGETS['das_vs_adps']:.0f})"),
+        ]
+        adps = [r for r in rows if _key(r)[:-1] == _key(row)[:-1] and r["method"] == "adps"]
+        if adps and _num(adps[0]["sampler_mflops"]) > 0:
+            flops_ratio = _num(row["sampler_mflops"]) / _num(adps[0]["sampler_mflops"])
+            parts.append(f"DAS/ADPS sampler counted FLOPs {flops_ratio:.2f}")
         lines.append(f"- {where}: " + "; ".join(parts) + ".")
     return lines
 
@@ -472,7 +630,7 @@ def _load_note(rows: list[dict]) -> str:
         return "load not recorded"
     mean, peak = float(np.mean(runnable)), float(np.max(runnable))
     verdict = "**the machine was loaded** during the measurement" if mean >= 0.5 else "the machine was not loaded"
-    return (f"{verdict}: other processes' runnable threads, sampled before each configuration, mean {mean:.2f}, "
+    return (f"{verdict}: other processes' runnable threads, sampled every timing round, mean {mean:.2f}, "
             f"max {peak:.1f} (on {rows[0]['cpu_count']} CPUs)")
 
 
@@ -522,12 +680,17 @@ def write_markdown(rows: list[dict], path: Path) -> None:
               "k = T/2. Weights are random (seed 0): latency does not depend on them, except that the picks do not "
               "change the amount of work.",
               "- Latency: median and interquartile range of the timed forward passes (column `runs`) after the "
-              "warm-up passes, `time.perf_counter` around each pass (CUDA: synchronised before and after). The "
-              "number of timed passes is lowered, to no fewer than 5, where `--repeats` of them would exceed "
-              "`--time-budget` seconds. Throughput = batch / median latency. Speed-up vs full = full's median / the "
-              "method's median at the same (device, mode, T, batch).",
-              "- Sampler time: `model.sampler(x)` alone, timed the same way and as many times; share = sampler "
-              "median / whole-forward median. Sampler time vs ADPS = sampler median / the A-DPS sampler's median.",
+              "warm-up passes, `time.perf_counter` around each pass (CUDA: synchronised before and after). All "
+              "methods of one (T, batch) are set up at once, each in its own process, and timed in interleaved "
+              "rounds: one forward of every method per round, the starting method rotating, so a burst of load from "
+              "elsewhere falls on every method alike. The number of rounds is lowered, to no fewer than 5, where "
+              "`--repeats` of them would exceed `--time-budget` seconds per method (judged from the last warm-up "
+              "pass). Throughput = batch / median latency. Speed-up vs full = full's median / the method's median at "
+              "the same (device, mode, T, batch).",
+              "- Sampler time: `model.sampler(x)` alone, timed in the same rounds (one call per method per round, "
+              "after the forwards); share = sampler median / whole-forward median. Sampler time vs ADPS = sampler "
+              "median / the A-DPS sampler's median. Every sampler's time includes its input check "
+              "(`FrameSampler.check_input`, which scans the whole input with `torch.isfinite`).",
               "- FLOPs: `torch.utils.flop_counter.FlopCounterMode` on one eager forward (GFLOPs) and on the sampler "
               "alone (MFLOPs). It counts matmul/convolution-type ops only (mm, addmm, bmm, convolution, attention, "
               "...): elementwise work, pooling, normalisation, sorting and top-k are not counted, so the samplers' "
@@ -535,25 +698,26 @@ def write_markdown(rows: list[dict], path: Path) -> None:
               "counted as 0; what remains is its embedding CNN and attention MLPs; A-DPS's counted FLOPs are its "
               "encoder, LSTM cell and logit layers).",
               "- Peak memory (MiB): increase over the level just before the first forward of the whole model, over "
-              "all its forward passes (warm-up and timed). CPU: each configuration runs in a fresh Python process; "
+              "all its calls (warm-up and timed forwards and sampler calls). CPU: each configuration runs in a fresh "
+              "Python process; "
               "the process's peak RSS (`VmHWM` of /proc/self/status, reset to the current RSS through "
               "`/proc/self/clear_refs`) minus its RSS (`VmRSS`) just before the forwards; model, input and imported "
               "libraries are in the baseline. `getrusage` `ru_maxrss` is the fallback where `VmHWM` cannot be reset "
-              "(then a lower bound, since it keeps the peak of the whole process life). CUDA: "
+              "(then an upper bound where the process had peaked higher before). CUDA: "
               "`torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, minus `memory_allocated` before "
               "(allocator-level, excludes the CUDA context). Compiled rows start after the compiling call.",
-              "- Load: runnable threads of other processes (state R in /proc/*/task/*/stat), sampled five times "
-              "before each configuration; the load average is not used for the verdict because it includes this "
-              "benchmark's own threads.",
-              "- `--compile`: `torch.compile` of the model and of the sampler, `mode=\"reduce-overhead\"` (CUDA graphs) "
-              "on CUDA, default mode on CPU; FLOPs are those of the eager model.", ""]
+              "- Load: runnable threads of other processes (state R in /proc/*/task/*/stat; the benchmark's own "
+              "processes are idle or excluded at that moment), sampled at the start of every round; the load average "
+              "is not used for the verdict because it includes this benchmark's own threads.",
+              "- `--compile`: `torch.compile` of the model and of the sampler, `mode=\"reduce-overhead\"` (CUDA "
+              "graphs) on CUDA, default mode on CPU; FLOPs are those of the eager model.", ""]
     path.write_text("\n".join(lines))
 
 
 def run_benchmark(frames: list[int], batches: list[int], methods: list[str], device: str = "cpu", repeats: int = 30,
                   warmup: int = 3, compile: bool = False, results_dir: Path | str = REPO / "benchmarks" / "results",
-                  command: str = "", isolate: bool = True, time_budget: float | None = 15.0,
-                  verbose: bool = True) -> list[dict]:
+                  command: str = "", isolate: bool = True, time_budget: float | None = 10.0,
+                  threads: int = 0, verbose: bool = True) -> list[dict]:
     """Measure every (T, batch, method[, compiled]) configuration and write ``efficiency.csv`` / ``efficiency.md``.
 
     Returns the rows measured now (the files hold these plus the kept rows of other configurations).
@@ -567,33 +731,44 @@ def run_benchmark(frames: list[int], batches: list[int], methods: list[str], dev
     meta = {"date": date, "command": command or "python -m monai_das.benchmarks.efficiency",
             "platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    measured = []
+    old = read_rows(csv_path)
+    measured: list[dict] = []
     modes = [False, True] if compile else [False]
     for t in frames:
         for b in batches:
             for compiled in modes:
-                for method in methods:
-                    spec = {"method": method, "frames": t, "batch": b, "device": device, "repeats": repeats,
-                            "warmup": warmup, "compile": compiled, "time_budget": time_budget}
-                    runnable = other_runnable_threads()
-                    start = time.time()
-                    row = measure_in_subprocess(spec) if isolate else measure_config(**spec)
+                start = time.time()
+                specs = [{"method": m, "frames": t, "batch": b, "device": device, "compile": compiled,
+                          "threads": threads} for m in methods]
+                benches = [SubprocessBench(**spec) if isolate else ConfigBench(**spec) for spec in specs]
+                samples: list[float] = []
+                rows = measure_group(benches, repeats, warmup, time_budget,
+                                     on_round=lambda: samples.append(other_runnable_threads(samples=2)))
+                runnable = float(np.mean(samples)) if samples else float("nan")
+                for row in rows:
                     if not isolate and row["mem_method"]:
-                        row["mem_method"] += " (in-process: earlier configurations share the process)"
+                        row["mem_method"] += " (in-process: shared by every configuration measured)"
                     row.update(meta, other_runnable=round(runnable, 2))
                     measured.append(row)
                     if verbose:
-                        print(f"{device} T={t} batch={b} {row['mode']} {method}: "
-                              f"{_fmt(row['latency_ms_median'])} ms, sampler {_fmt(row['sampler_ms_median'])} ms, "
-                              f"{_fmt(row['gflops'])} GFLOPs, +{_fmt(row['peak_mem_mib'])} MiB "
-                              f"({time.time() - start:.0f} s) {row['note']}", flush=True)
-    load_after = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+                        print(f"{device} T={t} batch={b} {row['mode']} {row['method']}: "
+                              f"{_fmt(row['latency_ms_median'])} ms ({row['repeats']} runs), sampler "
+                              f"{_fmt(row['sampler_ms_median'])} ms, {_fmt(row['gflops'])} GFLOPs, "
+                              f"+{_fmt(row['peak_mem_mib'])} MiB {row['note']}", flush=True)
+                if verbose:
+                    print(f"  ({time.time() - start:.0f} s, other runnable threads {runnable:.2f})", flush=True)
+                _write(csv_path, md_path, old, measured, load_before)
+    return measured
+
+
+def _write(csv_path: Path, md_path: Path, old: list[dict], measured: list[dict], load_before: tuple) -> None:
+    """Rewrite both files with the rows measured so far (a run cut off keeps what it measured)."""
+    load_now = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     for row in measured:
-        row.update(loadavg_start=round(load_before[0], 2), loadavg_end=round(load_after[0], 2))
-    rows = merge_rows(read_rows(csv_path), measured)
+        row.update(loadavg_start=round(load_before[0], 2), loadavg_end=round(load_now[0], 2))
+    rows = merge_rows(old, measured)
     write_csv(rows, csv_path)
     write_markdown(rows, md_path)
-    return measured
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -605,19 +780,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed forward passes first")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd models")
-    parser.add_argument("--time-budget", type=float, default=15.0,
+    parser.add_argument("--time-budget", type=float, default=10.0,
                         help=f"seconds for the timed passes of one configuration; fewer repeats (>= {MIN_REPEATS}) "
                              "when --repeats would take longer; 0 disables")
     parser.add_argument("--results-dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--in-process", action="store_true",
                         help="measure every configuration in this process (no fresh process per configuration)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.child:
-        row = measure_config(**json.loads(args.child))
-        print(RESULT_TAG + json.dumps(row), flush=True)
-        return 0
+    if args.worker:
+        return serve_worker(json.loads(args.worker))
     if args.device.startswith("cuda"):
         import torch
 
@@ -626,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m monai_das.benchmarks.efficiency " + shlex.join(argv if argv is not None else sys.argv[1:])
     run_benchmark(args.frames, args.batch, args.methods, args.device, args.repeats, args.warmup, args.compile,
                   args.results_dir, command.strip(), isolate=not args.in_process,
-                  time_budget=args.time_budget or None)
+                  time_budget=args.time_budget or None, threads=args.threads)
     print(f"wrote {Path(args.results_dir) / 'efficiency.csv'} and {Path(args.results_dir) / 'efficiency.md'}")
     return 0
 

@@ -1,8 +1,9 @@
-"""Training helpers for the engines: class balancing and the functions bundle configs call."""
+"""Training helpers for the engines: class balancing, the functions bundle configs call, distributed teardown."""
 
 from __future__ import annotations
 
 from .class_balance import balanced_sampler_weights, class_weights
+from .distributed import teardown_distributed
 from .training_recipe import (
     IMBALANCE_POLICIES,
     balanced_data_sampler,
@@ -21,4 +22,5 @@ __all__ = [
     "loss_weights",
     "metric_score",
     "probabilities_and_labels",
+    "teardown_distributed",
 ]

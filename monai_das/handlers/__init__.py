@@ -1,16 +1,29 @@
-"""Ignite handlers and metrics: TensorBoard logging of the sampler's decisions, balanced accuracy."""
+"""Ignite handlers and metrics: TensorBoard logging of the sampler's decisions, balanced accuracy, resumable
+training state."""
 
 from __future__ import annotations
 
 from .metrics import BalancedAccuracy, to_class_indices
 from .prediction_writer import PredictionWriter
 from .sampler_tensorboard import SamplerTensorBoardHandler, default_label_transform, unwrap_network
+from .training_state import (
+    RESUME_CHOICES,
+    AtomicCheckpointSaver,
+    TrainingStateCheckpoint,
+    atomic_torch_save,
+    read_training_state,
+)
 
 __all__ = [
+    "RESUME_CHOICES",
+    "AtomicCheckpointSaver",
     "BalancedAccuracy",
     "PredictionWriter",
     "SamplerTensorBoardHandler",
+    "TrainingStateCheckpoint",
+    "atomic_torch_save",
     "default_label_transform",
+    "read_training_state",
     "to_class_indices",
     "unwrap_network",
 ]

@@ -1,0 +1,352 @@
+"""Resumable training: the whole training state in one file, written atomically every epoch, and read back on resume.
+
+An interrupted run (a killed job, a pre-empted node, a power cut) loses at most the epoch it was in: the state at the
+end of every epoch is written to ``<output_dir>/last.pt`` by writing a temporary file in the same folder and renaming
+it over the old one (``os.replace``), so the file on disk is always either the previous complete state or the new
+complete state, never a half-written one. The best-model checkpoint gets the same guarantee from
+:py:class:`AtomicCheckpointSaver`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from monai.handlers.checkpoint_saver import CheckpointSaver
+from monai.handlers.earlystop_handler import EarlyStopHandler
+from monai.utils import IgniteInfo, min_version, optional_import
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+DiskSaver, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "DiskSaver")
+EarlyStopping, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EarlyStopping")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+
+__all__ = [
+    "RESUME_CHOICES",
+    "AtomicCheckpointSaver",
+    "TrainingStateCheckpoint",
+    "atomic_torch_save",
+    "read_training_state",
+]
+
+#: what ``resume`` accepts: ``False`` (start afresh, overwrite ``last.pt``), ``True`` (continue from it; an error if
+#: it is missing) or ``"auto"`` (continue from it when it exists, else start afresh: one command for the first launch
+#: and every relaunch of a pre-emptible job).
+RESUME_CHOICES = (False, True, "auto")
+_FORMAT = "monai_das.training_state.v1"
+
+
+def _rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (``os.umask`` alone must set a new value)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` that never leaves a partial file at ``path``.
+
+    The object is written to a temporary file in the folder of ``path``, flushed to disk (``fsync``), then renamed
+    over ``path`` with ``os.replace`` (atomic on POSIX and Windows within one file system). A process killed at any
+    moment leaves either the old file or the new one; at worst a stray ``.<name>.*.tmp`` file, never a truncated
+    ``path``. The file gets the usual ``rw-r--r--``-style permissions (the umask applies), not ``mkstemp``'s 0600.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # what open() would give; mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays made Python numbers and tensors, so ``weights_only=True`` loads it."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _unwrap(obj: Any) -> Any:
+    if isinstance(obj, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+        return obj.module
+    return obj
+
+
+def _early_stopping(obj: Any) -> Any:
+    """The ignite ``EarlyStopping`` inside MONAI's ``EarlyStopHandler`` (created by its ``set_trainer``)."""
+    if isinstance(obj, EarlyStopHandler):
+        if obj._handler is None:
+            raise RuntimeError(
+                "the EarlyStopHandler has no trainer yet: call its set_trainer() before the trainer runs "
+                "(the bundles' `run` does: `$@validate#early_stop.set_trainer(@train#trainer)`)."
+            )
+        return obj._handler
+    return obj
+
+
+def _state_of(name: str, obj: Any) -> Any:
+    if isinstance(obj, (EarlyStopHandler, EarlyStopping)):
+        return dict(_early_stopping(obj).state_dict())
+    if isinstance(obj, CheckpointSaver):
+        if obj._key_metric_checkpoint is None:
+            raise ValueError(f"save_dict['{name}']: a CheckpointSaver is saved only with save_key_metric=True.")
+        return obj._key_metric_checkpoint.state_dict()
+    if isinstance(obj, Engine):  # another engine (the validator): its best-metric record, not its progress
+        return {"best_metric": getattr(obj.state, "best_metric", None),
+                "best_metric_epoch": getattr(obj.state, "best_metric_epoch", None)}
+    if not hasattr(obj, "state_dict"):
+        raise TypeError(f"save_dict['{name}'] must have state_dict()/load_state_dict(), got {type(obj).__name__}.")
+    return _unwrap(obj).state_dict()
+
+
+def _load_into(name: str, obj: Any, state: Any) -> None:
+    if isinstance(obj, (EarlyStopHandler, EarlyStopping)):
+        _early_stopping(obj).load_state_dict(state)
+    elif isinstance(obj, CheckpointSaver):
+        obj.load_state_dict(state)
+    elif isinstance(obj, Engine):
+        for key, value in state.items():
+            if value is not None:
+                setattr(obj.state, key, value)
+    elif isinstance(_unwrap(obj), torch.nn.Module):
+        _unwrap(obj).load_state_dict(state, strict=True)
+    else:
+        obj.load_state_dict(state)
+
+
+def read_training_state(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Load a file written by :py:class:`TrainingStateCheckpoint` with ``torch.load(..., weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        ValueError: when ``path`` is not a training-state file (for example a ``model.pt`` state dict).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no training state to resume from: {path} does not exist (resume 'auto' starts afresh when it is missing)."
+        )
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, Mapping) or state.get("format") != _FORMAT:
+        found = sorted(state)[:8] if isinstance(state, Mapping) else type(state).__name__
+        raise ValueError(f"{path} is not a training state written by TrainingStateCheckpoint (found {found}).")
+    return dict(state)
+
+
+class TrainingStateCheckpoint:
+    """Write everything a trainer needs to continue to one file after every epoch, and resume from it.
+
+    Attach it to the **trainer** (in a bundle: the last entry of ``train#handlers``, so that the epoch's validation,
+    learning-rate step, early-stopping update and best-model save have all happened when it writes). The file holds:
+
+    - ``"trainer"``: the trainer's ignite state (``epoch``, ``iteration``, ``epoch_length``, ``max_epochs``), plus
+      ``"epoch"`` and ``"early_stopped"`` (the trainer had been told to stop by early stopping);
+    - one entry per ``save_dict`` item: a network (``DistributedDataParallel``/``DataParallel`` are unwrapped, so the
+      weights load in a single process too), an optimizer, a learning-rate scheduler, MONAI's ``EarlyStopHandler``
+      or ignite's ``EarlyStopping`` (``counter`` and ``best_score``), MONAI's best-model ``CheckpointSaver`` (its
+      record of the best score, so a resumed run does not overwrite ``model.pt`` with a worse model), or another
+      engine such as the validator (its ``best_metric`` and ``best_metric_epoch``).
+
+    Every value is a tensor, number, string or container of them: the file loads with ``torch.load(...,
+    weights_only=True)`` (no pickled code runs). Only rank 0 writes (in distributed runs every rank reads it on
+    resume, so ``path`` must be on storage every node sees).
+
+    On resume (at the trainer's ``STARTED`` event) every object is restored and the trainer continues with the epoch
+    after the saved one, up to the ``max_epochs`` it was built with (raise ``--epochs`` to train longer; a smaller
+    value than the epochs already done is an error). A run that had stopped early, or finished, does nothing more.
+    Random number generators are not restored: a resumed run is as deterministic as a fresh one, but not bitwise
+    identical to the run that was never interrupted.
+
+    Args:
+        path: the file, e.g. ``<output_dir>/last.pt``.
+        save_dict: ``{name: object}`` of what to save and restore besides the trainer. ``None`` values are skipped
+            (a rank-0-only handler is ``None`` on the other ranks).
+        resume: ``False`` (start afresh; an existing file is overwritten at the end of the first epoch), ``True``
+            (continue from ``path``; ``FileNotFoundError`` if it is missing) or ``"auto"`` (continue when ``path``
+            exists, else start afresh).
+        map_location: ``torch.load``'s ``map_location`` (the training device).
+        save_interval: write every this many epochs (and at the last one).
+        name: logger name; default: the trainer's logger.
+
+    Raises:
+        ValueError: for a ``resume`` outside (False, True, "auto"), or (on resume) a file that is not a training
+            state, or that has done more epochs than the trainer's ``max_epochs``.
+        FileNotFoundError: on resume with ``resume=True`` and no file at ``path``.
+        RuntimeError: on resume into a network whose parameters do not match the saved ones (``load_state_dict``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        save_dict: Mapping[str, Any],
+        resume: bool | str = False,
+        map_location: Any = "cpu",
+        save_interval: int = 1,
+        name: str | None = None,
+    ) -> None:
+        if isinstance(resume, str) and resume.lower() in ("true", "false", "auto"):
+            resume = {"true": True, "false": False, "auto": "auto"}[resume.lower()]
+        if not any(resume is c or (isinstance(c, str) and resume == c) for c in RESUME_CHOICES):
+            raise ValueError(f"resume must be False, True or 'auto', got {resume!r}.")
+        if isinstance(save_interval, bool) or not isinstance(save_interval, int) or save_interval < 1:
+            raise ValueError(f"save_interval must be a positive integer, got {save_interval!r}.")
+        if "trainer" in save_dict or "format" in save_dict:
+            raise ValueError("save_dict must not use the names 'trainer' or 'format': the handler writes them.")
+        self.path = os.fspath(path)
+        self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
+        self.resume = resume
+        self.map_location = map_location
+        self.save_interval = save_interval
+        self.logger = logging.getLogger(name) if name is not None else None
+
+    def attach(self, engine: Engine) -> None:
+        if self.logger is None:
+            self.logger = engine.logger
+        engine.add_event_handler(Events.STARTED, self.load)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+
+    # ---- writing --------------------------------------------------------------------------------------------------
+
+    def state_dict(self, engine: Engine) -> dict:
+        """The dictionary written to ``path`` (numbers, strings, tensors and containers of them)."""
+        state: dict[str, Any] = {
+            "format": _FORMAT,
+            "trainer": dict(engine.state_dict()),
+            "epoch": int(engine.state.epoch),
+            "early_stopped": bool(engine.should_terminate),
+        }
+        for name, obj in self.save_dict.items():
+            state[name] = _state_of(name, obj)
+        return _plain(state)
+
+    def epoch_completed(self, engine: Engine) -> None:
+        epoch = engine.state.epoch
+        last = engine.should_terminate or (engine.state.max_epochs is not None and epoch >= engine.state.max_epochs)
+        if epoch % self.save_interval and not last:
+            return
+        state = self.state_dict(engine)  # every rank computes it: a state that cannot be saved fails everywhere
+        if _rank() == 0:
+            atomic_torch_save(state, self.path)
+            self.logger.info(f"saved the training state after epoch {epoch} to {self.path}")
+
+    # ---- resuming -------------------------------------------------------------------------------------------------
+
+    def load(self, engine: Engine) -> None:
+        if self.resume is False:
+            if os.path.isfile(self.path) and _rank() == 0:
+                self.logger.warning(
+                    f"{self.path} exists and will be overwritten: this run starts afresh (resume=False). "
+                    "Pass --resume True to continue it instead."
+                )
+            return
+        if self.resume == "auto" and not os.path.isfile(self.path):
+            self.logger.info(f"resume='auto': no {self.path} yet, starting afresh.")
+            return
+        state = read_training_state(self.path, map_location=self.map_location)
+        missing = [name for name in self.save_dict if name not in state]
+        if missing:
+            raise ValueError(f"{self.path} holds no state for {missing}; it has {sorted(state)}.")
+        max_epochs = engine.state.max_epochs
+        epoch = int(state["epoch"])
+        if max_epochs is not None and epoch > max_epochs:
+            raise ValueError(
+                f"{self.path} holds {epoch} finished epochs, more than this trainer's max_epochs ({max_epochs}): "
+                f"pass --epochs {epoch} or more to resume it."
+            )
+        for name, obj in self.save_dict.items():
+            try:
+                _load_into(name, obj, state[name])
+            except (RuntimeError, ValueError, KeyError, TypeError) as e:
+                raise type(e)(
+                    f"cannot restore '{name}' from {self.path}: it does not fit this run's config (resume with the "
+                    f"overrides the run was started with, e.g. the same --sampler_name). {e}"
+                ) from e
+        saved_length = state["trainer"].get("epoch_length")
+        epoch_length = engine.state.epoch_length or saved_length
+        if saved_length and epoch_length != saved_length:
+            self.logger.warning(
+                f"an epoch is now {epoch_length} iterations, {saved_length} when {self.path} was written (another "
+                "batch size or number of processes?): iteration counts restart from epoch x the new length."
+            )
+        engine.load_state_dict({"epoch": epoch, "epoch_length": epoch_length, "max_epochs": max_epochs})
+        if state["early_stopped"]:
+            self.logger.info(f"resumed from {self.path}: training stopped early after epoch {epoch}; nothing to do.")
+            engine.terminate()
+        elif max_epochs is not None and epoch >= max_epochs:
+            self.logger.info(f"resumed from {self.path}: all {max_epochs} epochs were done; nothing to do.")
+        else:
+            self.logger.info(f"resumed from {self.path}: {epoch} epoch(s) done, continuing with epoch {epoch + 1}.")
+
+
+class _AtomicFixedNameSaver(DiskSaver):
+    """ignite's ``DiskSaver`` writing through :py:func:`atomic_torch_save`, under a fixed file name if given.
+
+    With a fixed name, ``remove`` does nothing: the next save replaces the file atomically, so there is never a
+    moment without a best model on disk (MONAI's saver deletes the old file first, then writes the new one in place).
+    """
+
+    def __init__(self, dirname: str, filename: str | None = None) -> None:
+        super().__init__(dirname=dirname, atomic=True, require_empty=False)
+        self.filename = filename
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        if _rank() == self.save_on_rank:
+            atomic_torch_save(checkpoint, self.dirname / (self.filename or filename))
+
+    def remove(self, filename: str) -> None:
+        if self.filename is None and _rank() == self.save_on_rank:
+            path = self.dirname / filename
+            if path.exists():
+                path.unlink()
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's :py:class:`monai.handlers.CheckpointSaver` (same arguments, same files and file contents) whose every
+    write is atomic (:py:func:`atomic_torch_save`): an interrupted run never leaves a truncated or missing
+    ``model.pt``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if checkpoint is not None:
+                old = checkpoint.save_handler
+                checkpoint.save_handler = _AtomicFixedNameSaver(str(old.dirname), getattr(old, "filename", None))
