@@ -68,8 +68,19 @@ class FrameSampler(nn.Module):
                 f"x must have in_channels={channels} channels (dimension 1 of (B, C, T, H, W)), got shape "
                 f"{tuple(x.shape)}."
             )
-        if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or Inf values; the samplers need finite frames.")
+        finite = torch.isfinite(x)
+        if not finite.all():
+            bad_frames = (~finite).flatten(3).any(-1).any(1).nonzero()[:5].tolist()  # [[b, t], ...]
+            raise ValueError(
+                f"x of shape {tuple(x.shape)} contains {int((~finite).sum())} NaN or Inf values (first (batch, frame) "
+                f"pairs: {bad_frames}); the samplers need finite frames."
+            )
+        param = next(self.parameters(), None)
+        if param is not None and x.dtype != param.dtype:
+            raise TypeError(
+                f"x has dtype {x.dtype} but the sampler's parameters are {param.dtype}: convert one to the other "
+                f"(e.g. x.to({param.dtype}) or sampler.to({x.dtype}))."
+            )
 
     def validate(self, x: torch.Tensor) -> None:
         """Check ``x`` eagerly; skipped while scripting or tracing."""

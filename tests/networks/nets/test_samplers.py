@@ -258,7 +258,7 @@ def test_wrong_ndim(name, shape):
 def test_non_finite_input(name, value):
     x = data(1, 1, 6)
     x[0, 0, 3, 2, 2] = value
-    with pytest.raises(ValueError, match=r"^x contains NaN or Inf"):
+    with pytest.raises(ValueError, match=r"^x of shape \(1, 1, 6, 10, 9\) contains 1 NaN or Inf values \(first \(batch, frame\) pairs: \[\[0, 3\]\]\)"):
         build(name, 2, 6)(x)
 
 
