@@ -129,17 +129,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder holding medmnist3d/ and ultrasound/covid_blues/")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--work_dir", default=str(REPO / "runs" / "benchmark"), help="checkpoints and logs")
+    parser.add_argument("--summary_only", action="store_true", help="only rewrite the table from the finished rows")
     args = parser.parse_args(argv)
 
     results_dir, work_dir = Path(args.results_dir), Path(args.work_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = results_dir / "accuracy.csv", results_dir / "accuracy.md"
-    command = "python -m monai_das.benchmarks.accuracy " + shlex.join(argv if argv is not None else sys.argv[1:])
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python -m monai_das.benchmarks.accuracy " + shlex.join([a for a in given if a != "--summary_only"])
     # seed-major, then method, then dataset: every dataset gets each method early when the run is cut short
     plan = [(d, m, s) for s in range(args.seeds) for m in args.methods for d in args.datasets]
     done = {(r["dataset"], r["method"], int(r["seed"])) for r in read_rows(csv_path)}
-    for dataset, method, seed in plan:
+    for dataset, method, seed in [] if args.summary_only else plan:
         if (dataset, method, seed) in done:
             continue
         bundle_name, data_sub = DATASETS[dataset]
