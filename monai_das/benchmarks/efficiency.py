@@ -24,9 +24,9 @@ benchmark records:
 
 Each configuration lives in a fresh Python process of its own (``--in-process`` turns that off), driven through a pipe,
 so its memory reading starts from a clean process and no allocator cache or thread pool is shared between
-configurations; only one of them computes at a time. Rows go to
-``benchmarks/results/efficiency.csv``, replacing rows with the same (device, device name, mode, T, batch, method) and
-keeping the others, so a GPU run adds its rows beside the CPU ones; ``efficiency.md`` is rewritten from the whole CSV.
+configurations; only one of them computes at a time. Rows go to ``benchmarks/results/efficiency.csv``, replacing rows
+with the same (device, device name, mode, threads, T, batch, method) and keeping the others, so a GPU run adds its rows
+beside the CPU ones; ``efficiency.md`` is rewritten from the whole CSV.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["FIELDS", "METHODS", "TARGETS", "main", "measure_config", "run_benchmark", "write_markdown"]
+__all__ = ["FIELDS", "METHODS", "TARGETS", "ConfigBench", "SubprocessBench", "main", "measure_config", "measure_group",
+           "merge_rows", "run_benchmark", "write_markdown"]
 
 REPO = Path(__file__).resolve().parents[2]
 METHODS = ("full", "uniform", "random", "dps", "adps", "das")
@@ -59,7 +60,7 @@ NUM_CLASSES = 2
 RESULT_TAG = "EFFICIENCY_RESULT "
 #: targets of the DAS sampler at k = T/2, checked in the Markdown summary
 TARGETS = {"speedup": 1.8, "sampler_share": 0.05, "das_vs_adps": 1.0}
-KEY = ("device", "device_name", "mode", "frames", "batch", "method")
+KEY = ("device", "device_name", "mode", "threads", "frames", "batch", "method")
 FIELDS = [
     "device", "device_name", "mode", "frames", "batch", "k", "method", "repeats", "warmup",
     "latency_ms_median", "latency_ms_iqr", "throughput_vol_s", "speedup_vs_full",
@@ -508,9 +509,11 @@ def measure_config(method: str, frames: int, batch: int, device: str = "cpu", re
 def _failed_row(spec: dict, note: str) -> dict:
     row: dict = {k: "" for k in FIELDS}
     device = spec.get("device", "cpu")
+    import torch
+
     row.update(device=device.split(":")[0], device_name=device_name(device), frames=spec["frames"],
                batch=spec["batch"], method=spec["method"], note=note.replace("|", "/").replace(",", ";"),
-               mode=_mode(device, bool(spec.get("compile"))))
+               mode=_mode(device, bool(spec.get("compile"))), threads=spec.get("threads") or torch.get_num_threads())
     for name in METRIC_FIELDS:
         row[name] = float("nan")
     return row
@@ -536,7 +539,8 @@ def _key(row: dict) -> tuple:
 
 
 def derive(rows: list[dict]) -> None:
-    """Fill ``speedup_vs_full`` and ``sampler_time_vs_adps`` within each (device, device name, mode, T, batch)."""
+    """Fill ``speedup_vs_full`` and ``sampler_time_vs_adps`` within each (device, device name, mode, threads, T,
+    batch)."""
     groups: dict[tuple, dict[str, dict]] = defaultdict(dict)
     for row in rows:
         groups[_key(row)[:-1]][row["method"]] = row
@@ -577,8 +581,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def _sort_key(row: dict) -> tuple:
     method = row["method"]
-    return (row["device"], row["device_name"], row["mode"] != "eager", row["mode"], int(row["frames"]),
-            int(row["batch"]), METHODS.index(method) if method in METHODS else len(METHODS))
+    return (row["device"], row["device_name"], row["mode"] != "eager", row["mode"], str(row["threads"]),
+            int(row["frames"]), int(row["batch"]), METHODS.index(method) if method in METHODS else len(METHODS))
 
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
@@ -600,7 +604,8 @@ def targets_lines(rows: list[dict]) -> list[str]:
     for row in rows:
         if row["method"] != "das":
             continue
-        where = f"{row['device']} ({row['device_name']}), {row['mode']}, T={row['frames']}, batch {row['batch']}"
+        where = (f"{row['device']} ({row['device_name']}), {row['mode']}, {row['threads']} thread(s), "
+                 f"T={row['frames']}, batch {row['batch']}")
         if row.get("note", "").startswith(("compile failed", "failed")):
             lines.append(f"- {where}: not measured ({row['note']}).")
             continue
@@ -654,14 +659,15 @@ def write_markdown(rows: list[dict], path: Path) -> None:
                       f"{first.get('loadavg_start', '')} / {first.get('loadavg_end', '')} (includes this benchmark)",
                       f"  - Rows: {len(run_rows)}"]
     lines.append("")
-    header = ("| mode | T | batch | method | k | latency ms median (IQR) | vol/s | speed-up vs full | sampler ms (IQR) "
-              "| sampler share | sampler time vs ADPS | GFLOPs | sampler MFLOPs | peak mem MiB | runs | note |")
+    header = ("| mode | threads | T | batch | method | k | latency ms median (IQR) | vol/s | speed-up vs full "
+              "| sampler ms (IQR) | sampler share | sampler time vs ADPS | GFLOPs | sampler MFLOPs | peak mem MiB "
+              "| runs | note |")
     for (device, name), group in by_device.items():
-        lines += [f"## {device}: {name}", "", header, "|" + "---|" * 16]
+        lines += [f"## {device}: {name}", "", header, "|" + "---|" * 17]
         for r in group:
             share = _num(r["sampler_share"])
             lines.append(
-                f"| {r['mode']} | {r['frames']} | {r['batch']} | {r['method']} | {r['k']} "
+                f"| {r['mode']} | {r['threads']} | {r['frames']} | {r['batch']} | {r['method']} | {r['k']} "
                 f"| {_fmt(r['latency_ms_median'])} ({_fmt(r['latency_ms_iqr'], 2)}) | {_fmt(r['throughput_vol_s'])} "
                 f"| {_fmt(r['speedup_vs_full'])} | {_fmt(r['sampler_ms_median'])} ({_fmt(r['sampler_ms_iqr'], 2)}) "
                 f"| {'' if math.isnan(share) else f'{100 * share:.1f}%'} | {_fmt(r['sampler_time_vs_adps'])} "
@@ -686,7 +692,7 @@ def write_markdown(rows: list[dict], path: Path) -> None:
               "elsewhere falls on every method alike. The number of rounds is lowered, to no fewer than 5, where "
               "`--repeats` of them would exceed `--time-budget` seconds per method (judged from the last warm-up "
               "pass). Throughput = batch / median latency. Speed-up vs full = full's median / the method's median at "
-              "the same (device, mode, T, batch).",
+              "the same (device, mode, threads, T, batch).",
               "- Sampler time: `model.sampler(x)` alone, timed in the same rounds (one call per method per round, "
               "after the forwards); share = sampler median / whole-forward median. Sampler time vs ADPS = sampler "
               "median / the A-DPS sampler's median. Every sampler's time includes its input check "
@@ -706,6 +712,11 @@ def write_markdown(rows: list[dict], path: Path) -> None:
               "(then an upper bound where the process had peaked higher before). CUDA: "
               "`torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, minus `memory_allocated` before "
               "(allocator-level, excludes the CUDA context). Compiled rows start after the compiling call.",
+              "- Threads: torch intra-op threads of the measuring processes (`--threads`, default torch's). On a CPU "
+              "shared with other busy processes, two or more threads per process wait on each other at every "
+              "parallel op whenever one of them is descheduled, which made 2-thread latencies on the loaded 2-CPU "
+              "machine 10-100x slower and erratic; one thread per process degrades in proportion to the load instead, "
+              "so ratios between methods stay meaningful.",
               "- Load: runnable threads of other processes (state R in /proc/*/task/*/stat; the benchmark's own "
               "processes are idle or excluded at that moment), sampled at the start of every round; the load average "
               "is not used for the verdict because it includes this benchmark's own threads.",

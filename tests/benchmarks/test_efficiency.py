@@ -45,7 +45,7 @@ def test_files_and_columns(tiny_run):
     md = (out / "efficiency.md").read_text()
     assert md.splitlines()[2] == "- Command: `pytest tiny`"
     assert "torch " + torch.__version__ in md and "## cpu:" in md and "## Targets" in md
-    assert "| eager | 8 | 1 | das | 4 |" in md
+    assert "| eager | 1 | 8 | 1 | das | 4 |" in md
     assert "speed-up vs full" in md and ("(met" in md or "(missed" in md)
     assert "counts matmul/convolution-type ops only" in md
 
@@ -83,7 +83,7 @@ def test_rows_of_another_device_are_kept(tiny_run, tmp_path):
     write_markdown(merged, tmp_path / "e.md")
     md = (tmp_path / "e.md").read_text()
     assert "## cpu:" in md and "## cuda: Some GPU" in md and "`gpu run`" in md
-    assert "cuda (Some GPU), eager, T=8, batch 1: speed-up vs full n/a" in md
+    assert "cuda (Some GPU), eager, 1 thread(s), T=8, batch 1: speed-up vs full n/a" in md
 
 
 def test_compile_failure_is_recorded(monkeypatch):
