@@ -12,13 +12,6 @@ from monai_das.benchmarks import efficiency
 from monai_das.benchmarks.efficiency import FIELDS, measure_config, merge_rows, run_benchmark, write_markdown
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):

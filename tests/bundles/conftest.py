@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from bundle_test_data import MEDMNIST_CLASSES, write_busv, write_covid_blues, write_medmnist
 
@@ -23,11 +22,8 @@ def bundle_data(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture
 def restore_torch_state():
-    """In-process bundle runs call ``monai.utils.set_determinism``; undo it (and the thread count) afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: intra-op threads only add overhead on the shared CPU
+    """In-process bundle runs call ``monai.utils.set_determinism``; undo it afterwards."""
     yield
-    torch.set_num_threads(threads)
     from monai.utils import set_determinism
 
     set_determinism(seed=None)

@@ -22,14 +22,6 @@ LABELS = [0, 1, 1, 0, 1, 1, 0]  # 3 inputs of class 0, 4 of class 1; batches of 
 PREFIX = "sampler/val"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _net(name: str, **kwargs) -> SubsampledClassifier:
     torch.manual_seed(0)

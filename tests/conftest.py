@@ -6,8 +6,8 @@ import torch
 
 @pytest.fixture(autouse=True)
 def _single_thread():
-    """The network tests run on tiny tensors, where intra-op threads only add overhead (and large slowdowns on a
-    busy CPU); the previous setting is restored after each test."""
+    """Every test runs on tiny tensors, where intra-op threads only add overhead (and large slowdowns on a busy CPU);
+    the previous setting is restored after each test."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
