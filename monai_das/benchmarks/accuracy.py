@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATASETS", "main"]
+__all__ = ["DATASETS", "append_row", "read_rows", "main"]
 
 REPO = Path(__file__).resolve().parents[2]
 #: short name -> (bundle folder, data folder relative to the workplace's shared data, or None for generated data)
@@ -52,10 +52,11 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def append_row(path: Path, row: dict) -> None:
+def append_row(path: Path, row: dict, fields: list[str] = FIELDS) -> None:
+    """Append ``row`` to the CSV at ``path`` (header first when the file is new): one finished run, kept at once."""
     new = not path.exists()
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         if new:
             writer.writeheader()
         writer.writerow(row)

@@ -11,7 +11,6 @@ gives test accuracy and how often the picked frames include an evidence frame. W
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import shlex
 import sys
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from monai_das.benchmarks.accuracy import append_row, read_rows
 from monai_das.data import evidence_hit_rate, make_synthetic_sequences
 from monai_das.networks.nets import SubsampledClassifier, get_sampler, samples_for_ratio
 
@@ -79,14 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "adaptivity.csv", out / "adaptivity.md"
     fields = ["method", "ratio", "k", "seed", "accuracy", "evidence_hit_rate", "seconds"]
-    rows = list(csv.DictReader(open(csv_path))) if csv_path.exists() else []
+    rows = read_rows(csv_path)
     done = {(r["method"], float(r["ratio"]), int(r["seed"])) for r in rows}
     train, test = synthetic_split(384, seed=0), synthetic_split(256, seed=1)
     torch.set_num_threads(2)
     for seed in range(args.seeds):
         for ratio in args.ratios:
             for method in args.methods:
-                if (method, ratio, seed) in done or (method == "full" and ratio != args.ratios[0]):
+                key_ratio = 1.0 if method == "full" else ratio
+                if (method, key_ratio, seed) in done or (method == "full" and ratio != args.ratios[0]):
                     continue
                 k = NUM_FRAMES if method == "full" else samples_for_ratio(NUM_FRAMES, ratio)
                 start = time.time()
@@ -94,13 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"method": method, "ratio": 1.0 if method == "full" else ratio, "k": k, "seed": seed,
                        "accuracy": f"{accuracy:.4f}", "evidence_hit_rate": f"{hits:.4f}",
                        "seconds": f"{time.time() - start:.0f}"}
-                new = not csv_path.exists()
-                with open(csv_path, "a", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=fields)
-                    if new:
-                        writer.writeheader()
-                    writer.writerow(row)
+                append_row(csv_path, row, fields)
                 rows.append(row)
+                done.add((method, key_ratio, seed))
                 print(row, flush=True)
     lines = ["# Input adaptivity on the synthetic task", "",
              "The class (disc or ring) shows in 2 consecutive frames of T = 32 at a per-input position; a small 2D",
