@@ -224,7 +224,7 @@ def train_config(spec: dict) -> dict:
             "feature_dim": 576,
             "pooling": "@pooling",
         },
-        "network": "$@network_def.to(@device)",
+        "network": "$@network_def.to(device=@device, memory_format=torch.channels_last)",
         **datasets,
         "loss": {
             "_target_": "torch.nn.CrossEntropyLoss",
@@ -387,7 +387,7 @@ def multi_gpu_config() -> dict:
         "device": "$torch.device(f\"cuda:{os.environ['LOCAL_RANK']}\" if torch.cuda.is_available() else 'cpu')",
         "network": {
             "_target_": "torch.nn.parallel.DistributedDataParallel",
-            "module": "$@network_def.to(@device)",
+            "module": "$@network_def.to(device=@device, memory_format=torch.channels_last)",
             "device_ids": "$[@device] if torch.cuda.is_available() else None",
         },
         "train#sampler": {"_target_": "DistributedSampler", "dataset": "@train_dataset", "even_divisible": True,

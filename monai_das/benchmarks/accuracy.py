@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import shlex
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +73,7 @@ def read_metrics(eval_dir: Path) -> dict[str, float]:
     return metrics
 
 
-def bundle_run(bundle: Path, config_files: list[str], overrides: dict, log) -> None:
+def bundle_run(bundle: Path, config_files: list[str], overrides: dict, log, threads: int | None = None) -> None:
     files = "[" + ",".join(f"'{bundle / 'configs' / c}'" for c in config_files) + "]"
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--bundle_root", str(bundle),
            "--meta_file", str(bundle / "configs" / "metadata.json"),
@@ -80,7 +82,8 @@ def bundle_run(bundle: Path, config_files: list[str], overrides: dict, log) -> N
         cmd += [f"--{key}", str(value)]
     log.write("$ " + shlex.join(cmd) + "\n")
     log.flush()
-    subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=bundle)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+    subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=bundle, env=env)
 
 
 def summarise(rows: list[dict], expected: int, command: str, out_md: Path) -> None:
@@ -119,6 +122,45 @@ def _versions() -> str:
     return f"python {platform.python_version()}, torch {torch.__version__}, monai {monai.__version__}"
 
 
+def train_and_test(dataset: str, method: str, seed: int, args, work_dir: Path, threads: int | None) -> dict | None:
+    """Train and test one (dataset, method, seed) through its bundle; the result row, or None when a step failed."""
+    bundle_name, data_sub = DATASETS[dataset]
+    bundle = REPO / "bundles" / bundle_name
+    run_dir = work_dir / f"{dataset}-{method}-seed{seed}"
+    overrides: dict = {"sampler_name": method, "seed": seed, "output_dir": run_dir, "device": args.device}
+    if data_sub is not None:
+        overrides["dataset_dir"] = Path(args.data_root) / data_sub
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if dataset == "covid_blues":  # decode the videos once for every run
+        overrides["video_cache_dir"] = work_dir / "video_cache"
+    overrides.update(args.set)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "benchmark.log", "a") as log:
+        start = time.time()
+        try:
+            bundle_run(bundle, ["train.json"], overrides, log, threads)
+            seconds = time.time() - start
+            bundle_run(bundle, ["train.json", "evaluate.json"], overrides, log, threads)
+        except subprocess.CalledProcessError as e:
+            print(f"FAILED {dataset} {method} seed {seed}: {e}; see {run_dir / 'benchmark.log'}", flush=True)
+            return None
+    metrics = read_metrics(run_dir / "eval")
+    config = json.loads((bundle / "configs" / "train.json").read_text())
+    row = {"dataset": dataset, "method": method, "seed": seed, "epochs": overrides.get("epochs", config["epochs"]),
+           "sampling_ratio": overrides.get("sampling_ratio", config["sampling_ratio"]),
+           "train_seconds": f"{seconds:.0f}", "device": args.device}
+    row.update({k: f"{metrics[k]:.4f}" for k in ("test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss")})
+    return row
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train and test every sampler on every dataset (resumable).")
     parser.add_argument("--datasets", nargs="+", default=["vessel", "adrenal", "covid_blues"], choices=sorted(DATASETS))
@@ -130,8 +172,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder holding medmnist3d/ and ultrasound/covid_blues/")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--work_dir", default=str(REPO / "runs" / "benchmark"), help="checkpoints and logs")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once; each gets cpu_count // jobs threads (2 single-thread runs beat one "
+                             "2-thread run on a 2-core CPU)")
+    parser.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="extra bundle override for every run, e.g. --set num_train=64 (repeatable)")
     parser.add_argument("--summary_only", action="store_true", help="only rewrite the table from the finished rows")
     args = parser.parse_args(argv)
+    args.set = dict(args.set)
 
     results_dir, work_dir = Path(args.results_dir), Path(args.work_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -142,45 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     # seed-major, then method, then dataset: every dataset gets each method early when the run is cut short
     plan = [(d, m, s) for s in range(args.seeds) for m in args.methods for d in args.datasets]
     done = {(r["dataset"], r["method"], int(r["seed"])) for r in read_rows(csv_path)}
-    for dataset, method, seed in [] if args.summary_only else plan:
-        if (dataset, method, seed) in done:
-            continue
-        bundle_name, data_sub = DATASETS[dataset]
-        bundle = REPO / "bundles" / bundle_name
-        run_dir = work_dir / f"{dataset}-{method}-seed{seed}"
-        overrides: dict = {"sampler_name": method, "seed": seed, "output_dir": run_dir, "device": args.device}
-        if data_sub is not None:
-            overrides["dataset_dir"] = Path(args.data_root) / data_sub
-        if args.epochs is not None:
-            overrides["epochs"] = args.epochs
-        if dataset == "covid_blues":  # decode the videos once for every run
-            overrides["video_cache_dir"] = work_dir / "video_cache"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "benchmark.log", "a") as log:
-            start = time.time()
-            try:
-                bundle_run(bundle, ["train.json"], overrides, log)
-                seconds = time.time() - start
-                bundle_run(bundle, ["train.json", "evaluate.json"], overrides, log)
-            except subprocess.CalledProcessError as e:
-                print(f"FAILED {dataset} {method} seed {seed}: {e}; see {run_dir / 'benchmark.log'}", flush=True)
+    todo = [] if args.summary_only else [run for run in plan if run not in done]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(train_and_test, *run, args, work_dir, threads) for run in todo]
+        for future in as_completed(futures):
+            row = future.result()
+            if row is None:
                 continue
-        metrics = read_metrics(run_dir / "eval")
-        row = {"dataset": dataset, "method": method, "seed": seed, "epochs": args.epochs or "bundle default",
-               "sampling_ratio": _sampling_ratio(bundle), "train_seconds": f"{seconds:.0f}", "device": args.device}
-        row.update({k: f"{metrics[k]:.4f}" for k in ("test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss")})
-        append_row(csv_path, row)
-        print(f"{dataset} {method} seed {seed}: AUC {row['test_auc']} bal.acc {row['test_balanced_accuracy']} "
-              f"({seconds:.0f} s)", flush=True)
-        summarise(read_rows(csv_path), len(plan), command, md_path)
+            append_row(csv_path, row)
+            print(f"{row['dataset']} {row['method']} seed {row['seed']}: AUC {row['test_auc']} "
+                  f"bal.acc {row['test_balanced_accuracy']} ({row['train_seconds']} s)", flush=True)
+            summarise(read_rows(csv_path), len(plan), command, md_path)
     summarise(read_rows(csv_path), len(plan), command, md_path)
     return 0
-
-
-def _sampling_ratio(bundle: Path) -> str:
-    import json
-
-    return str(json.loads((bundle / "configs" / "train.json").read_text())["sampling_ratio"])
 
 
 if __name__ == "__main__":
