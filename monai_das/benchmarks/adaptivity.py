@@ -11,6 +11,7 @@ gives test accuracy and how often the picked frames include an evidence frame. W
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
 import sys
@@ -82,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_rows(csv_path)
     done = {(r["method"], float(r["ratio"]), int(r["seed"])) for r in rows}
     train, test = synthetic_split(384, seed=0), synthetic_split(256, seed=1)
-    torch.set_num_threads(2)
     for seed in range(args.seeds):
         for ratio in args.ratios:
             for method in args.methods:
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"| {hit.mean():.3f} +- {hit.std():.3f} |")
     command = "python -m monai_das.benchmarks.adaptivity " + shlex.join(argv if argv is not None else sys.argv[1:])
     lines += ["", f"Command: `{command}`", "",
-              f"Machine: {platform.platform()}, torch {torch.__version__}, CPU (2 cores, shared with other jobs)", ""]
+              f"Machine: {platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), "
+              f"{os.cpu_count()} CPUs, shared with other jobs", ""]
     md_path.write_text("\n".join(lines))
     return 0
 

@@ -92,3 +92,23 @@ def test_compile_failure_is_recorded(monkeypatch):
                                    other_runnable="", loadavg_start="", loadavg_end="")])
     (line,) = efficiency.targets_lines(md_rows)
     assert line.endswith("T=8, batch 1: not measured (compile failed: RuntimeError: no compiler here).")
+
+
+def test_ratio_sweep_measures_full_once_and_checks_targets_at_half(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        run_benchmark([8], [1], ["full", "das", "adps"], repeats=1, warmup=0, results_dir=tmp_path, command="sweep",
+                      isolate=False, time_budget=None, threads=1, verbose=False, ratios=(0.25, 0.5))
+    finally:
+        torch.set_num_threads(threads)
+    with open(tmp_path / "efficiency.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["method"], int(r["k"])) for r in rows) == [
+        ("adps", 2), ("adps", 4), ("das", 2), ("das", 4), ("full", 8)]
+    by = {(r["method"], int(r["k"])): r for r in rows}
+    for k in (2, 4):
+        assert float(by[("das", k)]["sampler_time_vs_adps"]) == pytest.approx(
+            float(by[("das", k)]["sampler_ms_median"]) / float(by[("adps", k)]["sampler_ms_median"]), rel=1e-4)
+    assert float(by[("das", 2)]["gflops"]) < float(by[("das", 4)]["gflops"]) < float(by[("full", 8)]["gflops"])
+    targets = efficiency.targets_lines(merge_rows([], rows))
+    assert len(targets) == 1 and "T=8, batch 1" in targets[0]
