@@ -1,0 +1,155 @@
+"""Figures of the benchmark results, drawn from their CSV files.
+
+    python -m monai_das.benchmarks.plots [--results_dir benchmarks/results]
+
+Writes, next to the CSV files it finds (a missing file skips its figure):
+
+- ``accuracy_auc.png`` from ``accuracy.csv``: test AUC per method per dataset, mean with the standard deviation over
+  seeds as error bars;
+- ``adaptivity_ratio.png`` from ``adaptivity.csv``: test accuracy against the fraction of frames kept (k/T) for DAS,
+  DPS and uniform on the synthetic task, the full sequence at k/T = 1;
+- ``latency_vs_k.png`` from ``efficiency.csv``: eager forward latency against k for every (device, T, batch) that
+  was measured at more than one k, the full sequence at k = T.
+
+Matplotlib draws through its Agg canvas (no display needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from monai.utils import optional_import
+
+from monai_das.benchmarks.accuracy import METHODS, REPO, read_rows
+
+Figure, _ = optional_import("matplotlib.figure", name="Figure")
+FigureCanvasAgg, _ = optional_import("matplotlib.backends.backend_agg", name="FigureCanvasAgg")
+
+__all__ = ["plot_accuracy", "plot_adaptivity", "plot_latency", "main"]
+
+RATIO_METHODS = ("das", "dps", "uniform")
+COLOURS = {"full": "#4d4d4d", "random": "#9e9e9e", "uniform": "#1f77b4", "dps": "#2ca02c", "adps": "#9467bd",
+           "das": "#e4572e"}
+
+
+def _save(fig, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std())
+
+
+def plot_accuracy(rows: list[dict], path: Path) -> Path:
+    """Grouped bars: one group per dataset, one bar per method (mean test AUC, std over seeds as error bars)."""
+    datasets = sorted({r["dataset"] for r in rows})
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    fig = Figure(figsize=(1.6 + 1.4 * len(datasets) * max(1, len(methods)) / 3, 3.6))
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(methods))
+    for j, method in enumerate(methods):
+        for i, dataset in enumerate(datasets):
+            values = [float(r["test_auc"]) for r in rows if r["dataset"] == dataset and r["method"] == method]
+            if not values:
+                continue
+            mean, std = _mean_std(values)
+            x = i + (j - (len(methods) - 1) / 2) * width
+            ax.bar(x, mean, width, yerr=std, capsize=2, color=COLOURS.get(method), label=method if i == 0 else None)
+            ax.text(x, 0.02, f"n={len(values)}", rotation=90, ha="center", va="bottom", fontsize=6, color="white")
+    ax.set_xticks(range(len(datasets)), datasets)
+    ax.set_ylim(0, 1)
+    ax.axhline(0.8, color="black", linestyle=":", linewidth=1)
+    ax.set_ylabel("test AUC (mean +- std over seeds)")
+    ax.set_title("Test AUC per method (dotted: the 0.80 target)", fontsize=9)
+    ax.legend(fontsize=7, ncol=3, loc="upper left")
+    return _save(fig, path)
+
+
+def plot_adaptivity(rows: list[dict], path: Path) -> Path:
+    """Accuracy against k/T (log2 axis) for DAS, DPS and uniform; the full sequence as a point at k/T = 1."""
+    fig = Figure(figsize=(4.6, 3.4))
+    ax = fig.add_subplot()
+    full = [float(r["accuracy"]) for r in rows if r["method"] == "full"]
+    drawn: set[float] = set()
+    for method in RATIO_METHODS:
+        by_ratio: dict[float, list[float]] = defaultdict(list)
+        for r in rows:
+            if r["method"] == method:
+                by_ratio[float(r["ratio"])].append(float(r["accuracy"]))
+        if full:
+            by_ratio[1.0] = full
+        ratios = sorted(by_ratio)
+        if not ratios:
+            continue
+        drawn.update(ratios)
+        stats = np.array([_mean_std(by_ratio[q]) for q in ratios])
+        ax.errorbar(ratios, stats[:, 0], yerr=stats[:, 1], marker="o", capsize=3, label=method,
+                    color=COLOURS[method])
+    ax.set_xscale("log", base=2)
+    ticks = sorted(drawn)
+    ax.set_xticks(ticks, [f"1/{round(1 / q)}" if q < 1 else "1" for q in ticks])
+    ax.set_xlabel("fraction of frames kept, k/T (1 = full sequence)")
+    ax.set_ylabel("test accuracy (mean +- std)")
+    ax.set_ylim(0.4, 1.0)
+    ax.axhline(0.5, color="black", linestyle=":", linewidth=1)
+    ax.set_title("Synthetic task: evidence in 2 of 32 frames", fontsize=9)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_latency(rows: list[dict], path: Path) -> Path | None:
+    """Latency against k, one panel per (device, T, batch) measured eagerly at more than one k; None if none was."""
+    panels: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["mode"] == "eager" and r["latency_ms_median"]:
+            panels[(r["device"], r["device_name"], int(r["frames"]), int(r["batch"]))].append(r)
+    panels = {key: group for key, group in panels.items()
+              if len({int(r["k"]) for r in group if r["method"] != "full"}) > 1}
+    if not panels:
+        return None
+    fig = Figure(figsize=(4.0 * len(panels), 3.4))
+    for n, ((device, name, frames, batch), group) in enumerate(sorted(panels.items())):
+        ax = fig.add_subplot(1, len(panels), n + 1)
+        full = [r for r in group if r["method"] == "full"]
+        for method in [m for m in METHODS if m != "full"]:
+            points = sorted((int(r["k"]), float(r["latency_ms_median"])) for r in group if r["method"] == method)
+            points += [(frames, float(full[0]["latency_ms_median"]))] if full and points else []
+            if points:
+                ks, ms = zip(*points)
+                ax.plot(ks, ms, marker="o", label=method, color=COLOURS[method])
+        ax.set_xlabel(f"k of T = {frames} frames (k = T: full sequence)")
+        ax.set_ylabel("forward latency, ms (median)")
+        ax.set_title(f"{device} ({name}), batch {batch}", fontsize=9)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Draw the benchmark figures from their CSV results.")
+    parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    results = Path(args.results_dir)
+    jobs = (("accuracy.csv", plot_accuracy, "accuracy_auc.png"),
+            ("adaptivity.csv", plot_adaptivity, "adaptivity_ratio.png"),
+            ("efficiency.csv", plot_latency, "latency_vs_k.png"))
+    for csv_name, plot, png_name in jobs:
+        rows = read_rows(results / csv_name)
+        if not rows:
+            print(f"skipped {png_name}: no rows in {results / csv_name}")
+            continue
+        written = plot(rows, results / png_name)
+        print(f"wrote {written}" if written else f"skipped {png_name}: nothing to draw in {results / csv_name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
