@@ -41,7 +41,7 @@ DATASETS = {
     "covid_blues": ("covid_blues_das_classification", "ultrasound/covid_blues"),
     "synthetic": ("synthetic_das_classification", None),
 }
-METHODS = ("full", "random", "uniform", "dps", "adps", "das")
+METHODS = ("full", "random", "uniform", "dps", "adps", "das", "das_segments")
 FIELDS = ["dataset", "method", "seed", "epochs", "sampling_ratio", "test_auc", "test_balanced_accuracy",
           "test_accuracy", "test_loss", "train_seconds", "device"]
 METRICS = ("test_auc", "test_balanced_accuracy", "test_accuracy")

@@ -6,11 +6,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monai.utils import look_up_option
+
 from monai_das.networks.blocks import FrameEmbedding, FrameFeatures, SamplingAttention
 from monai_das.networks.layers import gumbel_noise, straight_through_topk
 from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
 
-__all__ = ["DASampler"]
+__all__ = ["DASampler", "COVERAGES", "segment_mask"]
+
+COVERAGES = ("none", "segments")
+
+
+def segment_mask(num_samples: int, num_frames: int, device: torch.device | None = None) -> torch.Tensor:
+    """``(k, T)`` bool, True where row ``j`` may *not* pick: outside its segment ``[j T / k, (j + 1) T / k)``.
+
+    The k segments split the T frames into consecutive runs of ``T // k`` or ``T // k + 1`` frames (none empty
+    since ``k <= T``).
+    """
+    segment = torch.arange(num_frames, device=device) * num_samples // num_frames  # (T,) row of each frame
+    return segment[None, :] != torch.arange(num_samples, device=device)[:, None]
 
 
 class DASampler(FrameSampler):
@@ -26,6 +40,9 @@ class DASampler(FrameSampler):
     3. ``P_soft = softmax_T(tau * A + G)`` with Gumbel noise ``G`` in training only; straight-through one-hot rows
        in the forward pass; row ``j`` cannot pick a frame taken by rows ``< j``, so the k picks are distinct; the
        picks are returned in temporal order. In eval mode there is no noise and the selection is deterministic.
+       With ``coverage="segments"`` row ``j`` may only pick in the j-th of k consecutive segments of the sequence
+       (:py:func:`segment_mask`): the picks then cover the sequence like uniform sampling, each one placed where the
+       input shows most within its segment.
 
     The literal form of the paper (picks = top-k of the frame variance) is
     ``DASampler(k, base_score="variance", row_queries=False, temporal_context="none", embedding_size=0)``.
@@ -47,6 +64,7 @@ class DASampler(FrameSampler):
         kernel_size: Sobel/Laplacian kernel size.
         feature_size: frames larger than this (in H or W) are average-pooled to it before the features are computed;
             ``0`` computes them at full resolution.
+        coverage: ``"none"`` (default: any k distinct frames) or ``"segments"`` (one pick per segment, above).
 
     Example::
 
@@ -71,6 +89,7 @@ class DASampler(FrameSampler):
         embedding_size: int = 16,
         kernel_size: int = 3,
         feature_size: int = 16,
+        coverage: str = "none",
     ) -> None:
         super().__init__(num_samples)
         if embedding_size < 0:
@@ -78,6 +97,7 @@ class DASampler(FrameSampler):
         if feature_size < 0 or 0 < feature_size < kernel_size:
             raise ValueError(f"feature_size must be 0 or >= kernel_size ({kernel_size}), got {feature_size}.")
         self.feature_size = feature_size
+        self.coverage = look_up_option(coverage, COVERAGES)
         self.in_channels = in_channels
         self.features = FrameFeatures(kernel_size=kernel_size)
         self.embedding = FrameEmbedding(in_channels, embedding_size) if embedding_size > 0 else None
@@ -114,6 +134,8 @@ class DASampler(FrameSampler):
             feats = torch.cat([feats, self.embedding(small)], dim=-1)
         logits, tau = self.attention(self.norm(feats), raw[..., 0])
         scores = tau[:, None, None] * logits  # (B, k, T)
+        if self.coverage == "segments":
+            scores = scores.masked_fill(segment_mask(self.num_samples, scores.shape[-1], scores.device), float("-inf"))
         if self.training:
             scores = scores + gumbel_noise(list(scores.shape), scores)
         weights, indices = straight_through_topk(scores)

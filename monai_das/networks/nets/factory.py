@@ -12,7 +12,7 @@ from monai_das.networks.nets.sampler_base import FrameSampler
 
 __all__ = ["SAMPLER_NAMES", "get_sampler", "samples_for_ratio"]
 
-SAMPLER_NAMES = ("das", "dps", "adps", "uniform", "random", "full")
+SAMPLER_NAMES = ("das", "das_segments", "dps", "adps", "uniform", "random", "full")
 
 
 def samples_for_ratio(num_frames: int, ratio: float) -> int:
@@ -28,7 +28,7 @@ def get_sampler(
     """Build the sampler called ``name``.
 
     Args:
-        name: one of ``"das"``, ``"dps"``, ``"adps"``, ``"uniform"``, ``"random"``, ``"full"``.
+        name: one of ``"das"``, ``"das_segments"`` (DAS with ``coverage="segments"``), ``"dps"``, ``"adps"``, ``"uniform"``, ``"random"``, ``"full"``.
         num_samples: k, the frames to keep (ignored by ``"full"``).
         num_frames: T; required by ``"dps"`` and ``"adps"`` (their logits have one entry per frame).
         in_channels: input channels (``"das"``, ``"adps"``).
@@ -41,8 +41,9 @@ def get_sampler(
     name = look_up_option(str(name).lower(), SAMPLER_NAMES)
     if name in ("dps", "adps") and num_frames is None:
         raise ValueError(f"get_sampler('{name}') needs num_frames (the sequence length T).")
-    if name == "das":
-        return DASampler(num_samples, in_channels=in_channels, **kwargs)
+    if name in ("das", "das_segments"):
+        coverage = "segments" if name == "das_segments" else "none"
+        return DASampler(num_samples, in_channels=in_channels, coverage=coverage, **kwargs)
     if name == "dps":
         return DPSampler(num_samples, num_frames, **kwargs)  # type: ignore[arg-type]
     if name == "adps":
