@@ -6,8 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai.utils import look_up_option
-
 from monai_das.networks.blocks import FrameEmbedding, FrameFeatures, SamplingAttention
 from monai_das.networks.layers import gumbel_noise, straight_through_topk
 from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
@@ -97,7 +95,9 @@ class DASampler(FrameSampler):
         if feature_size < 0 or 0 < feature_size < kernel_size:
             raise ValueError(f"feature_size must be 0 or >= kernel_size ({kernel_size}), got {feature_size}.")
         self.feature_size = feature_size
-        self.coverage = look_up_option(coverage, COVERAGES)
+        if coverage not in COVERAGES:
+            raise ValueError(f"coverage must be one of {COVERAGES}, got {coverage!r}.")
+        self.coverage = coverage
         self.in_channels = in_channels
         self.features = FrameFeatures(kernel_size=kernel_size)
         self.embedding = FrameEmbedding(in_channels, embedding_size) if embedding_size > 0 else None

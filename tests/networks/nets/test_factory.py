@@ -27,7 +27,13 @@ CLASSES = {
 
 
 def test_sampler_names():
-    assert SAMPLER_NAMES == ("das", "dps", "adps", "uniform", "random", "full")
+    assert SAMPLER_NAMES == ("das", "das_segments", "dps", "adps", "uniform", "random", "full")
+
+
+def test_das_segments_is_das_with_segment_coverage():
+    sampler = get_sampler("das_segments", 3, num_frames=9)
+    assert type(sampler) is DASampler and sampler.coverage == "segments"
+    assert get_sampler("das", 3).coverage == "none"
 
 
 @parameterized.expand([(n,) for n in CLASSES] + [(n.upper(),) for n in CLASSES])

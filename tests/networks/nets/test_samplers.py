@@ -18,8 +18,8 @@ from monai_das.networks.nets import (
     UniformSampler,
 )
 
-NAMES = ["das", "dps", "adps", "uniform", "random", "full"]
-LEARNED = ["das", "dps", "adps"]
+NAMES = ["das", "das_segments", "dps", "adps", "uniform", "random", "full"]
+LEARNED = ["das", "das_segments", "dps", "adps"]
 # (C, T, k): several channel counts, k < T, k == T, k == 1
 SHAPES = [(1, 12, 4), (3, 7, 7), (2, 5, 1), (1, 16, 6)]
 
@@ -27,6 +27,8 @@ SHAPES = [(1, 12, 4), (3, 7, 7), (2, 5, 1), (1, 16, 6)]
 def build(name: str, k: int, t: int, c: int = 1, seed: int | None = 0) -> FrameSampler:
     if name == "das":
         return DASampler(k, in_channels=c, hidden_size=16)
+    if name == "das_segments":
+        return DASampler(k, in_channels=c, hidden_size=16, coverage="segments")
     if name == "dps":
         return DPSampler(k, t)
     if name == "adps":
@@ -203,6 +205,24 @@ def test_das_picks_adapt_to_the_input():
     sampler = DASampler(4).eval()
     picks = pick(sampler, data(6, 1, 16, seed=1))
     assert len({tuple(p) for p in picks.tolist()}) > 1
+
+
+@parameterized.expand([(12, 4), (10, 3), (7, 7), (9, 1)])
+def test_das_segments_pick_one_frame_per_segment(t, k):
+    torch.manual_seed(0)
+    sampler = DASampler(k, coverage="segments")
+    x = data(5, 1, t, seed=2)
+    segments = torch.arange(t) * k // t  # segment of each frame
+    for training in (True, False):
+        picks = pick(sampler.train(training), x)
+        assert torch.equal(segments[picks], torch.arange(k).expand(5, k)), (training, picks)
+    if k < t:  # adaptive within the segments, not one fixed pattern
+        assert len({tuple(p) for p in pick(sampler.eval(), data(8, 1, t, seed=3)).tolist()}) > 1
+
+
+def test_bad_coverage_is_refused():
+    with pytest.raises(ValueError, match="coverage"):
+        DASampler(2, coverage="windows")
 
 
 # ---- gradients ----------------------------------------------------------------------------------------------------
