@@ -115,9 +115,11 @@ def plot_latency(rows: list[dict], path: Path) -> Path | None:
               if len({int(r["k"]) for r in group if r["method"] != "full"}) > 1}
     if not panels:
         return None
-    fig = Figure(figsize=(4.0 * len(panels), 3.4))
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(4.4 * columns, 3.4 * rows))
     for n, ((device, name, frames, batch), group) in enumerate(sorted(panels.items())):
-        ax = fig.add_subplot(1, len(panels), n + 1)
+        ax = fig.add_subplot(rows, columns, n + 1)
         full = [r for r in group if r["method"] == "full"]
         for method in [m for m in METHODS if m != "full"]:
             points = sorted((int(r["k"]), float(r["latency_ms_median"])) for r in group if r["method"] == method)
@@ -127,7 +129,7 @@ def plot_latency(rows: list[dict], path: Path) -> Path | None:
                 ax.plot(ks, ms, marker="o", label=method, color=COLOURS[method])
         ax.set_xlabel(f"k of T = {frames} frames (k = T: full sequence)")
         ax.set_ylabel("forward latency, ms (median)")
-        ax.set_title(f"{device} ({name}), batch {batch}", fontsize=9)
+        ax.set_title(f"{device} ({name}), T = {frames}, batch {batch}", fontsize=9)
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)
     return _save(fig, path)
