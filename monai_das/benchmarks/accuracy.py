@@ -122,7 +122,7 @@ def _versions() -> str:
     return f"python {platform.python_version()}, torch {torch.__version__}, monai {monai.__version__}"
 
 
-def train_and_test(dataset: str, method: str, seed: int, args, work_dir: Path, threads: int | None) -> dict | None:
+def run_one(dataset: str, method: str, seed: int, args, work_dir: Path, threads: int | None) -> dict | None:
     """Train and test one (dataset, method, seed) through its bundle; the result row, or None when a step failed."""
     bundle_name, data_sub = DATASETS[dataset]
     bundle = REPO / "bundles" / bundle_name
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [] if args.summary_only else [run for run in plan if run not in done]
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(train_and_test, *run, args, work_dir, threads) for run in todo]
+        futures = [pool.submit(run_one, *run, args, work_dir, threads) for run in todo]
         for future in as_completed(futures):
             row = future.result()
             if row is None:

@@ -623,7 +623,7 @@ def targets_lines(rows: list[dict]) -> list[str]:
     """One line per (device, mode, T, batch) with the DAS targets stated as met or missed, with their values."""
     lines = []
     for row in rows:
-        if row["method"] != "das" or int(row["k"]) != max(1, round(int(row["frames"]) * 0.5)):
+        if row["method"] != "das" or int(row["k"]) != frames_kept("das", int(row["frames"]), 0.5):
             continue
         where = (f"{row['device']} ({row['device_name']}), {row['mode']}, {row['threads']} thread(s), "
                  f"T={row['frames']}, batch {row['batch']}")
