@@ -220,6 +220,26 @@ def test_sampler_override(sampler, k, bundle_data, tmp_path, restore_torch_state
     assert "sampler/val/temperature" not in logs["scalars"]  # only DAS has a temperature
 
 
+@pytest.mark.parametrize("name, sampler, scale", [("vesselmnist3d", "das", None), ("vesselmnist3d", "das", 1.0),
+                                                   ("synthetic", "das", None), ("vesselmnist3d", "uniform", None)])
+def test_sampler_learning_rate_group(name, sampler, scale):
+    """One Adam, two parameter groups: the sampler's at ``learning_rate * sampler_lr_scale`` (0.1 on MedMNIST, 1.0
+    elsewhere by default), the rest of the network at ``learning_rate``; together they hold every parameter once."""
+    parser = monai_bundle.ConfigParser()
+    parser.read_config(str(bundle_dir(name) / "configs" / "train.json"))
+    parser.update({"device": "$torch.device('cpu')", "sampler_name": sampler})
+    if scale is not None:
+        parser["sampler_lr_scale"] = scale
+    optimizer = parser.get_parsed_content("optimizer")
+    network = parser.get_parsed_content("network")
+    expected_scale = scale if scale is not None else (0.1 if name in MEDMNIST_CLASSES else 1.0)
+    sampler_group, rest_group = optimizer.param_groups
+    assert sampler_group["lr"] == pytest.approx(0.001 * expected_scale) and rest_group["lr"] == pytest.approx(0.001)
+    assert {id(p) for p in sampler_group["params"]} == {id(p) for p in network.sampler.parameters()}
+    assert len(sampler_group["params"]) == (0 if sampler == "uniform" else len(list(network.sampler.parameters())))
+    assert sorted(map(id, sampler_group["params"] + rest_group["params"])) == sorted(map(id, network.parameters()))
+
+
 # ------------------------------------------------------------------------------------ metadata, generator
 
 
