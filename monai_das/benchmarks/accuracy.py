@@ -7,7 +7,8 @@ For each (dataset, method, seed) the dataset's bundle is trained (``configs/trai
 (``configs/evaluate.json``) in a subprocess with ``--sampler_name METHOD --seed SEED`` as the only differences, so
 every method gets the same recipe. One CSV row is appended as soon as a run finishes and finished rows are skipped on
 restart: a run cut off goes on where it stopped. The Markdown table (mean +- std over seeds) is rewritten after every
-row and says when it is partial.
+row and says when it is partial. ``--backbone resnet18_3d`` adds the bundles' ``configs/backbone_resnet3d.json`` (MONAI's
+3D ResNet-18 on the picked slices) and writes ``accuracy_resnet18_3d.csv`` / ``.md`` instead.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ METHODS = ("full", "random", "uniform", "dps", "adps", "das", "das_segments")
 FIELDS = ["dataset", "method", "seed", "epochs", "sampling_ratio", "test_auc", "test_balanced_accuracy",
           "test_accuracy", "test_loss", "train_seconds", "device"]
 METRICS = ("test_auc", "test_balanced_accuracy", "test_accuracy")
+#: backbone -> the bundle config files added after train.json (the stretch goal: a 3D backbone on the picked slices)
+BACKBONE_CONFIGS = {"mobilenet_v3_small": [], "resnet18_3d": ["backbone_resnet3d.json"]}
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -127,6 +130,7 @@ def run_one(dataset: str, method: str, seed: int, args, work_dir: Path, threads:
     bundle_name, data_sub = DATASETS[dataset]
     bundle = REPO / "bundles" / bundle_name
     run_dir = work_dir / f"{dataset}-{method}-seed{seed}"
+    extra = BACKBONE_CONFIGS[args.backbone]
     overrides: dict = {"sampler_name": method, "seed": seed, "output_dir": run_dir, "device": args.device}
     if data_sub is not None:
         overrides["dataset_dir"] = Path(args.data_root) / data_sub
@@ -139,9 +143,9 @@ def run_one(dataset: str, method: str, seed: int, args, work_dir: Path, threads:
     with open(run_dir / "benchmark.log", "a") as log:
         start = time.time()
         try:
-            bundle_run(bundle, ["train.json"], overrides, log, threads)
+            bundle_run(bundle, ["train.json", *extra], overrides, log, threads)
             seconds = time.time() - start
-            bundle_run(bundle, ["train.json", "evaluate.json"], overrides, log, threads)
+            bundle_run(bundle, ["train.json", "evaluate.json", *extra], overrides, log, threads)
         except subprocess.CalledProcessError as e:
             print(f"FAILED {dataset} {method} seed {seed}: {e}; see {run_dir / 'benchmark.log'}", flush=True)
             return None
@@ -177,14 +181,19 @@ def main(argv: list[str] | None = None) -> int:
                              "2-thread run on a 2-core CPU)")
     parser.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="extra bundle override for every run, e.g. --set num_train=64 (repeatable)")
+    parser.add_argument("--backbone", default="mobilenet_v3_small", choices=sorted(BACKBONE_CONFIGS),
+                        help="resnet18_3d: MONAI's 3D ResNet-18 on the picked slices; results go to "
+                             "accuracy_resnet18_3d.csv/.md")
     parser.add_argument("--summary_only", action="store_true", help="only rewrite the table from the finished rows")
     args = parser.parse_args(argv)
     args.set = dict(args.set)
 
     results_dir, work_dir = Path(args.results_dir), Path(args.work_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
+    stem = "accuracy" if args.backbone == "mobilenet_v3_small" else f"accuracy_{args.backbone}"
+    work_dir = work_dir if args.backbone == "mobilenet_v3_small" else work_dir / args.backbone
     work_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = results_dir / "accuracy.csv", results_dir / "accuracy.md"
+    csv_path, md_path = results_dir / f"{stem}.csv", results_dir / f"{stem}.md"
     given = argv if argv is not None else sys.argv[1:]
     command = "python -m monai_das.benchmarks.accuracy " + shlex.join([a for a in given if a != "--summary_only"])
     # seed-major, then method, then dataset: every dataset gets each method early when the run is cut short

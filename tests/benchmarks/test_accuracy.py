@@ -39,6 +39,20 @@ def test_two_parallel_runs_write_rows_and_resume(tmp_path):
     assert len(_rows(results / "accuracy.csv")) == 2
 
 
+def test_resnet3d_backbone_writes_its_own_table(tmp_path):
+    """``--backbone resnet18_3d`` trains through the bundles' backbone_resnet3d.json, into its own CSV and table."""
+    results, work = tmp_path / "results", tmp_path / "work"
+    argv = ["--datasets", "synthetic", "--methods", "das", "--seeds", "1", "--backbone", "resnet18_3d",
+            "--results_dir", str(results), "--work_dir", str(work), *TINY]
+    assert accuracy.main(argv) == 0
+    assert not (results / "accuracy.csv").exists()
+    (row,) = _rows(results / "accuracy_resnet18_3d.csv")
+    assert row["method"] == "das" and 0.0 <= float(row["test_auc"]) <= 1.0
+    log = (work / "resnet18_3d" / "synthetic-das-seed0" / "benchmark.log").read_text()
+    assert "backbone_resnet3d.json" in log
+    assert "--backbone resnet18_3d" in (results / "accuracy_resnet18_3d.md").read_text()
+
+
 def test_bad_override_is_refused(capsys):
     with pytest.raises(SystemExit):
         accuracy.main(["--set", "epochs"])

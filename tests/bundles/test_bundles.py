@@ -220,6 +220,26 @@ def test_sampler_override(sampler, k, bundle_data, tmp_path, restore_torch_state
     assert "sampler/val/temperature" not in logs["scalars"]  # only DAS has a temperature
 
 
+def test_backbone_resnet3d(bundle_data, tmp_path, restore_torch_state):
+    """``configs/backbone_resnet3d.json`` after ``train.json`` swaps in MONAI's 3D ResNet-18 (contiguous memory),
+    which sees the k picked slices as one volume: train -> evaluate -> inference still run and agree."""
+    import monai.networks.nets
+
+    name, extra, out = "vesselmnist3d", "backbone_resnet3d.json", tmp_path / "outputs"
+    overrides = {**data_overrides(name, bundle_data), "epochs": 1, "batch_size": 4, "output_dir": str(out)}
+    training = run_workflow(name, ["train.json", extra], **overrides)
+    network = training.parser.get_parsed_content("network")
+    assert isinstance(network.backbone, monai.networks.nets.ResNet) and network.backbone_dims == 3
+    assert network.backbone.conv1.weight.is_contiguous()
+    evaluation = run_workflow(name, ["train.json", "evaluate.json", extra], **overrides)
+    check_checkpoint(out / "model.pt", evaluation.parser.get_parsed_content("network_def"))
+    metrics = read_metrics(out / "eval" / "metrics.csv")
+    assert 0.0 <= metrics["test_auc"] <= 1.0, metrics
+    run_workflow(name, ["train.json", "inference.json", extra], **overrides)
+    check_predictions(out / "predictions.csv", train_params(name)["class_names"], num_test_inputs(name, bundle_data),
+                      28, 14)
+
+
 @pytest.mark.parametrize("name, sampler, scale", [("vesselmnist3d", "das", None), ("vesselmnist3d", "das", 1.0),
                                                    ("synthetic", "das", None), ("vesselmnist3d", "uniform", None)])
 def test_sampler_learning_rate_group(name, sampler, scale):
