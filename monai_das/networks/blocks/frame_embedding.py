@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from monai_das.networks.layers import area_downsample
 
 __all__ = ["FrameEmbedding"]
 
@@ -42,5 +43,6 @@ class FrameEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
-        frames = F.adaptive_avg_pool2d(x.transpose(1, 2).reshape(b * t, c, h, w), self.input_size)
+        frames = area_downsample(x, (self.input_size, self.input_size))
+        frames = frames.transpose(1, 2).reshape(b * t, c, self.input_size, self.input_size)
         return self.net(frames).reshape(b, t, -1)
