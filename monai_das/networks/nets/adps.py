@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from monai_das.networks.layers import area_downsample, gumbel_noise, sort_picks, straight_through_pick
+from monai_das.networks.layers import gumbel_noise, sort_picks, straight_through_pick
 from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
 
 __all__ = ["ADPSampler"]
@@ -59,8 +60,8 @@ class ADPSampler(FrameSampler):
         if not torch.jit.is_tracing() and x.shape[2] != self.num_frames:
             raise ValueError(f"ADPSampler was built for num_frames={self.num_frames}, got x with T={x.shape[2]}.")
         b, c, t, h, w = x.shape
-        pooled = area_downsample(x, (self.measurement_size, self.measurement_size))
-        measurements = self.encode(pooled.transpose(1, 2).reshape(b, t, -1))  # (B, T, hidden)
+        pooled = F.adaptive_avg_pool2d(x.transpose(1, 2).reshape(b * t, c, h, w), self.measurement_size)
+        measurements = self.encode(pooled.reshape(b, t, -1))  # (B, T, hidden)
         state = torch.zeros(b, self.cell.hidden_size, dtype=x.dtype, device=x.device)
         hidden, memory = state, state
         taken = torch.zeros(b, t, dtype=torch.bool, device=x.device)
