@@ -21,8 +21,9 @@ def _pool_matrix(size_in: int, size_out: int, like: torch.Tensor) -> torch.Tenso
 def area_downsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``F.adaptive_avg_pool2d`` over the last two dimensions of ``x`` (any leading dimensions), to ``size``.
 
-    The same numbers up to rounding, computed as ``P_h^T x P_w``: on CPU this is about twice as fast as
-    ``adaptive_avg_pool3d`` on ``(B, C, T, H, W)`` frames, and a frame already of ``size`` is returned as it is.
+    The same numbers up to rounding, computed as ``P_h^T x P_w``; a frame already of ``size`` is returned as it is.
+    On CPU, pooling 28 x 28 frames to 16 x 16 this way is about twice as fast as ``adaptive_avg_pool3d``; for large
+    reductions (64 x 64 to 8 x 8) the pooling kernel is faster, as the matrix products grow with the input side.
     """
     height, width = x.shape[-2:]
     if (height, width) == tuple(size):
