@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import csv
+import sys
+from pathlib import Path
 
 import pytest
 
 from monai_das.benchmarks import accuracy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundles"))
+from bundle_test_data import write_covid_blues  # noqa: E402
 
 TINY = ["--set", "num_train=32", "--set", "num_val=16", "--set", "num_test=32", "--epochs", "1"]
 
@@ -51,6 +56,21 @@ def test_resnet3d_backbone_writes_its_own_table(tmp_path):
     log = (work / "resnet18_3d" / "synthetic-das-seed0" / "benchmark.log").read_text()
     assert "backbone_resnet3d.json" in log
     assert "--backbone resnet18_3d" in (results / "accuracy_resnet18_3d.md").read_text()
+
+
+def test_covid_blues_gets_a_patient_split_per_seed(tmp_path):
+    """COVID-BLUES runs pass ``--split_seed SEED``: each seed is tested on other patients."""
+    write_covid_blues(str(tmp_path / "data" / "ultrasound" / "covid_blues"))
+    results, work = tmp_path / "results", tmp_path / "work"
+    argv = ["--datasets", "covid_blues", "--methods", "uniform", "--seeds", "2", "--epochs", "1",
+            "--data_root", str(tmp_path / "data"), "--results_dir", str(results), "--work_dir", str(work),
+            "--set", "num_frames=8", "--set", "frame_size=16", "--set", "batch_size=4"]
+    assert accuracy.main(argv) == 0
+    assert sorted(r["seed"] for r in _rows(results / "accuracy.csv")) == ["0", "1"]
+    for seed in (0, 1):
+        log = (work / f"covid_blues-uniform-seed{seed}" / "benchmark.log").read_text()
+        assert f"--split_seed {seed}" in log
+    assert len(list((work / "video_cache").glob("*.dascache.npy"))) == 12  # decoded once, shared by both runs
 
 
 def test_bad_override_is_refused(capsys):
