@@ -89,7 +89,14 @@ def bundle_run(bundle: Path, config_files: list[str], overrides: dict, log, thre
     subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=bundle, env=env)
 
 
-def summarise(rows: list[dict], expected: int, command: str, out_md: Path) -> None:
+def record_command(path: Path, command: str) -> None:
+    """Add ``command`` to the commands that wrote rows to this table (``path``, one a line) unless it is there."""
+    if not path.exists() or command not in path.read_text().splitlines():
+        with open(path, "a") as f:
+            f.write(command + "\n")
+
+
+def summarise(rows: list[dict], expected: int, commands: list[str], out_md: Path) -> None:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["dataset"], row["method"])].append(row)
@@ -112,8 +119,12 @@ def summarise(rows: list[dict], expected: int, command: str, out_md: Path) -> No
         seconds = np.mean([float(r["train_seconds"]) for r in group])
         lines.append(f"| {dataset} | {method} | {ratio} | {len(group)} | " + " | ".join(cells)
                      + f" | {group[0]['epochs']} | {seconds:.0f} |")
+    if any(row["dataset"] == "covid_blues" for row in rows):
+        lines += ["", "COVID-BLUES: each seed trains and tests on its own patient split (`split_seed` = seed)."]
     versions = _versions()
-    lines += ["", f"Command: `{command}`", "", f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, "
+    lines += ["", "Commands that wrote these rows (each appends its finished runs and skips those already there):", ""]
+    lines += [f"- `{command}`" for command in commands]
+    lines += ["", f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, "
               f"device {rows[0]['device'] if rows else '-'}", "", f"Versions: {versions}", ""]
     out_md.write_text("\n".join(lines))
 
@@ -196,12 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = work_dir if args.backbone == "mobilenet_v3_small" else work_dir / args.backbone
     work_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = results_dir / f"{stem}.csv", results_dir / f"{stem}.md"
+    commands_path = results_dir / f"{stem}_commands.txt"
     given = argv if argv is not None else sys.argv[1:]
     command = "python -m monai_das.benchmarks.accuracy " + shlex.join([a for a in given if a != "--summary_only"])
     # seed-major, then method, then dataset: every dataset gets each method early when the run is cut short
     plan = [(d, m, s) for s in range(args.seeds) for m in args.methods for d in args.datasets]
     done = {(r["dataset"], r["method"], int(r["seed"])) for r in read_rows(csv_path)}
     todo = [] if args.summary_only else [run for run in plan if run not in done]
+    if todo:
+        record_command(commands_path, command)
+    commands = commands_path.read_text().splitlines() if commands_path.exists() else [command]
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_one, *run, args, work_dir, threads) for run in todo]
@@ -212,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             append_row(csv_path, row)
             print(f"{row['dataset']} {row['method']} seed {row['seed']}: AUC {row['test_auc']} "
                   f"bal.acc {row['test_balanced_accuracy']} ({row['train_seconds']} s)", flush=True)
-            summarise(read_rows(csv_path), len(plan), command, md_path)
-    summarise(read_rows(csv_path), len(plan), command, md_path)
+            summarise(read_rows(csv_path), len(plan), commands, md_path)
+    summarise(read_rows(csv_path), len(plan), commands, md_path)
     return 0
 
 

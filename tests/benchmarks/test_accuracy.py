@@ -43,6 +43,16 @@ def test_two_parallel_runs_write_rows_and_resume(tmp_path):
     assert "PARTIAL: 2 of 4 runs finished." in (results / "accuracy.md").read_text()
     assert len(_rows(results / "accuracy.csv")) == 2
 
+    # every command that ran something is listed in the table; a summary is not
+    first = (results / "accuracy_commands.txt").read_text().splitlines()
+    assert len(first) == 1 and "--seeds 1" in first[0]
+    more = [*common[:4], "uniform", *common[5:], "--seeds", "2", "--set", "batch_size=8"]
+    assert accuracy.main(more) == 0
+    commands = (results / "accuracy_commands.txt").read_text().splitlines()
+    assert commands[0] == first[0] and "--set batch_size=8" in commands[1] and len(commands) == 2
+    table = (results / "accuracy.md").read_text()
+    assert all(f"- `{c}`" in table for c in commands)
+
 
 def test_resnet3d_backbone_writes_its_own_table(tmp_path):
     """``--backbone resnet18_3d`` trains through the bundles' backbone_resnet3d.json, into its own CSV and table."""
