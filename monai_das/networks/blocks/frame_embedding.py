@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-
-from monai_das.networks.layers import area_downsample
 
 __all__ = ["FrameEmbedding"]
 
@@ -43,6 +42,7 @@ class FrameEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
-        frames = area_downsample(x, (self.input_size, self.input_size))
-        frames = frames.transpose(1, 2).reshape(b * t, c, self.input_size, self.input_size)
+        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
+        if (h, w) != (self.input_size, self.input_size):  # DAS hands over frames already pooled to this size
+            frames = F.adaptive_avg_pool2d(frames, self.input_size)
         return self.net(frames).reshape(b, t, -1)

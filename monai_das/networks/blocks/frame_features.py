@@ -65,8 +65,7 @@ class FrameFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
         frames = x.transpose(1, 2).reshape(b * t, c, h, w)  # (B*T, C, H, W)
-        flat = frames.reshape(b * t, -1)
-        variance = (flat - flat.mean(dim=1, keepdim=True)).square().mean(dim=1)  # 20x faster than .var on CPU
+        variance = frames.reshape(b * t, -1).var(dim=1, unbiased=False)
         k, pad = self.kernel_size, self.kernel_size // 2
         # replicate padding: zero padding would give a flat frame an edge response at its border
         padded = F.pad(frames, [pad, pad, pad, pad], mode="replicate")  # (B*T, C, H + 2p, W + 2p)

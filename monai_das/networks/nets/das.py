@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from monai_das.networks.blocks import FrameEmbedding, FrameFeatures, SamplingAttention
-from monai_das.networks.layers import area_downsample, gumbel_noise, straight_through_topk
+from monai_das.networks.layers import gumbel_noise, straight_through_topk
 from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
 
 __all__ = ["DASampler", "COVERAGES", "segment_mask"]
@@ -122,11 +123,11 @@ class DASampler(FrameSampler):
 
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
         """Average-pool every frame of ``(B, C, T, H, W)`` to at most ``feature_size`` pixels a side."""
-        h, w = x.shape[-2:]
+        b, c, t, h, w = x.shape
         if self.feature_size == 0 or (h <= self.feature_size and w <= self.feature_size):
             return x
         size = (min(h, self.feature_size), min(w, self.feature_size))
-        return area_downsample(x, size)
+        return F.adaptive_avg_pool3d(x, (t, size[0], size[1]))
 
     def forward(self, x: torch.Tensor) -> SamplerOutput:
         """``x``: ``(B, C, T, H, W)`` with ``T >= num_samples``; returns a :py:class:`SamplerOutput`."""
