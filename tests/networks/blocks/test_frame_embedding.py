@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from monai_das.networks.blocks import FrameEmbedding
 
@@ -32,3 +33,11 @@ def test_frames_are_embedded_independently():
 def test_bad_args(kwargs):
     with pytest.raises(ValueError, match="in_channels and out_features"):
         FrameEmbedding(**kwargs)
+
+
+def test_frames_already_at_input_size_match_frames_pooled_to_it():
+    """DAS hands over frames pooled to 16 x 16; the embedding must not depend on who pooled them."""
+    module = FrameEmbedding(in_channels=1, out_features=8, input_size=16).eval()
+    x = torch.rand(2, 1, 3, 28, 28)
+    pooled = F.adaptive_avg_pool3d(x, (3, 16, 16))
+    torch.testing.assert_close(module(pooled), module(x), rtol=0, atol=0)
