@@ -4,7 +4,7 @@ One server (module fixture) is started with ``python -m monailabel.main start_se
 tests, ``MONAI_LABEL_SESSIONS=false``, in a temporary folder) on a studies folder of 28^3 NIfTI volumes and a
 checkpoint of a freshly built vessel-bundle network (BatchNorm calibrated, so its outputs depend on the input). The
 tests call ``/info/``, ``/infer`` on a datastore image, on an uploaded mp4 and on a DICOM series folder given by
-path, and compare with an in-process run of the same network on the same resampled input; the last one labels two
+its path inside the studies folder, and compare with an in-process run of the same network on the same resampled input; the last one labels two
 images (``labels.csv`` and ``PUT /datastore/image/info``), trains one epoch through ``POST /train`` and checks that
 inference then uses the published checkpoint. The server is always stopped (SIGTERM, then kill); its log is printed
 when a test fails. Skipped when monailabel cannot be imported.
@@ -12,126 +12,39 @@ when a test fails. Skipped when monailabel cannot be imported.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from apps_testing import (
-    PYTHON,
     VESSEL_BUNDLE,
     build_network,
     has_av,
-    has_nib,
     has_pydicom,
-    subprocess_env,
     write_dicom_series,
     write_nifti,
     write_video,
 )
+from monailabel_server import Server, running_server
 
 from monai_das.apps.predict import BundlePredictor, expand_inputs, prepare_sequence, read_input
 
 T, K = 28, 14  # the vessel bundle: 28 frames of 28 x 28, k = round(0.5 * 28)
 CLASSES = ["vessel", "aneurysm"]
 MODEL = VESSEL_BUNDLE.name
-START_TIMEOUT_S = 90
-
-
-def _import_monailabel():
-    try:
-        import monailabel.interfaces.app  # noqa: F401  (what the server needs: fastapi, itk, pydicom_seg...)
-    except Exception as e:  # noqa: BLE001 - any import failure means "not installed correctly here"
-        pytest.skip(f"monailabel is not importable ({type(e).__name__}: {e}); see scripts/setup_env.sh")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A MONAI Label server process and its log."""
-
-    def __init__(self, root: Path, ckpt: Path) -> None:
-        self.root, self.ckpt = root, ckpt
-        self.app, self.studies = root / "app", root / "studies"
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = root / "server.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        import requests
-
-        env = subprocess_env()
-        env.update(MONAI_LABEL_SESSIONS="false", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
-        cmd = [PYTHON, "-m", "monailabel.main", "start_server", "--app", str(self.app), "--studies",
-               str(self.studies), "--host", "127.0.0.1", "--port", str(self.port),
-               "--conf", "bundle", str(VESSEL_BUNDLE), "--conf", "ckpt", str(self.ckpt)]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode} before answering /info/")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/info/", timeout=5).status_code == 200:
-                    return
-            time.sleep(0.5)
-        raise TimeoutError(f"the server did not answer GET /info/ within {START_TIMEOUT_S} s")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)  # graceful; uvicorn then exits with -15 (not 0)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=20)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else "(no log)"
-
-    @contextlib.contextmanager
-    def log_on_failure(self):
-        try:
-            yield
-        except BaseException:
-            print(f"----- MONAI Label server log ({self.log_path}) -----\n{self.log()[-20000:]}")
-            raise
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, vessel_checkpoint):
-    _import_monailabel()
-    if not has_nib:
-        pytest.skip("nibabel is not installed")
-    from monai_das.apps.monailabel import SAMPLE_APP
+    def make_studies(studies: Path) -> None:
+        rng = np.random.default_rng(0)
+        for name, scale in (("case001", 1.0), ("case_a", 2.0), ("case_b", 0.5)):
+            write_nifti(studies / f"{name}.nii.gz", rng.random((T, T, T)) * scale)
 
-    root = tmp_path_factory.mktemp("monailabel")
-    shutil.copytree(SAMPLE_APP, root / "app", ignore=shutil.ignore_patterns("__pycache__", "logs", "model", "bin"))
-    studies = root / "studies"
-    studies.mkdir()
-    rng = np.random.default_rng(0)
-    for name, scale in (("case001", 1.0), ("case_a", 2.0), ("case_b", 0.5)):
-        write_nifti(studies / f"{name}.nii.gz", rng.random((T, T, T)) * scale)
-    srv = Server(root, vessel_checkpoint)
-    try:
-        with srv.log_on_failure():
-            srv.start()
+    with running_server(tmp_path_factory.mktemp("monailabel"), vessel_checkpoint, make_studies) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _reference(ckpt: Path, path: Path) -> tuple[np.ndarray, list[int], np.ndarray]:
@@ -203,10 +116,11 @@ def test_infer_uploaded_video(server, vessel_checkpoint, tmp_path):
 
 
 @pytest.mark.skipif(not has_pydicom, reason="pydicom is not installed")
-def test_infer_dicom_series_folder(server, vessel_checkpoint, tmp_path):
-    series = write_dicom_series(tmp_path / "series", np.random.default_rng(2).integers(0, 4000, (6, 24, 24)))
+def test_infer_dicom_series_folder(server, vessel_checkpoint):
+    """A series folder inside the studies folder, named by its path relative to it (paths outside are refused)."""
+    series = write_dicom_series(server.studies / "series" / "s1", np.random.default_rng(2).integers(0, 4000, (6, 24, 24)))
     with server.log_on_failure():
-        result = _post_infer(server, params={"image": str(series)})
+        result = _post_infer(server, params={"image": "series/s1"})
         _check_result(result, *_reference(vessel_checkpoint, series))
         assert result["num_source_slices"] == 6  # 6 slices spread over T = 28: sources repeat
         assert all(0 <= s < 6 for s in result["source_slices"])

@@ -1,5 +1,5 @@
-"""Fixtures of the reliability tests; the bundle helpers they reuse live in ``tests/bundles`` (put on ``sys.path``
-here, as pytest does when it collects that folder)."""
+"""Fixtures of the reliability tests; the bundle and app helpers they reuse live in ``tests/bundles`` and
+``tests/apps`` (put on ``sys.path`` here, as pytest does when it collects those folders)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 
-BUNDLE_TESTS = Path(__file__).resolve().parents[1] / "bundles"
-if str(BUNDLE_TESTS) not in sys.path:
-    sys.path.insert(0, str(BUNDLE_TESTS))
+for folder in ("bundles", "apps"):
+    helpers = str(Path(__file__).resolve().parents[1] / folder)
+    if helpers not in sys.path:
+        sys.path.insert(0, helpers)
 

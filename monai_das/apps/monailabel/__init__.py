@@ -7,10 +7,11 @@
 
     cp -r "$(python -c 'import monai_das.apps.monailabel as m; print(m.SAMPLE_APP)')" my_app
     MONAI_LABEL_SESSIONS=false python -m monailabel.main start_server --app my_app --studies studies/ \\
-        --conf bundle bundles/vesselmnist3d_das_classification --conf ckpt model.pt
+        --host 127.0.0.1 --port 8000 --conf bundle bundles/vesselmnist3d_das_classification --conf ckpt model.pt
 
 MONAI Label (``monailabel==0.8.5``, installed with ``--no-deps``: see ``scripts/setup_env.sh``) is imported only by
-this subpackage, through ``optional_import``: the classes raise on use when it is missing.
+this subpackage, through ``optional_import``: the classes raise on use when it is missing. Requests are untrusted:
+:mod:`.request_checks` lets through typed options and datastore images only.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .infer import DASClassificationInferTask, LoadSequenced, bundle_class_names
+from .request_checks import RequestError
 from .train import (
     LABEL_KEY,
     LABELS_CSV,
+    TRAIN_OPTIONS,
     DASClassificationTrainTask,
     SequenceListDataset,
     datastore_class_labels,
@@ -37,6 +40,8 @@ __all__ = [
     "bundle_class_names",
     "LABEL_KEY",
     "LABELS_CSV",
+    "TRAIN_OPTIONS",
+    "RequestError",
     "DASClassificationTrainTask",
     "SequenceListDataset",
     "datastore_class_labels",

@@ -41,6 +41,7 @@ from monai_das.apps.predict import (
     prepare_sequence,
     read_input,
 )
+from monai_das.apps.monailabel.request_checks import check_device, check_int
 
 BasicInferTask, has_monailabel = optional_import(
     "monailabel.tasks.infer.basic_infer", name="BasicInferTask", as_type="base"
@@ -233,6 +234,19 @@ class DASClassificationInferTask(BasicInferTask):
 
     def is_valid(self) -> bool:
         return self.get_path() is not None
+
+    def __call__(self, request: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """MONAI Label's inference, after checking the request's options: ``device`` (``cpu``, ``cuda``, ``cuda:N``)
+        and ``slice_axis`` (an integer in [-3, 2]).
+
+        Raises:
+            RequestError: for an option of the wrong type or value (the message names it).
+        """
+        if "device" in request:
+            check_device(request["device"])
+        if "slice_axis" in request:
+            check_int(request["slice_axis"], "slice_axis", -3, 2)
+        return super().__call__(request, *args, **kwargs)
 
     # ------------------------------------------------------------------------------------------------- transforms
 

@@ -20,9 +20,11 @@ inference (:func:`monai_das.apps.predict.prepare_sequence`), and ``output_dir`` 
 smoke run; its metrics mean nothing). The bundle's best checkpoint (``model.pt``, by its ``checkpoint_metric``) is
 then copied atomically to ``output_path``, the file the infer task loads last, so the next request uses it.
 
-Request options (the JSON body of ``POST /train/<model>?run_sync=true``): ``max_epochs``, ``device``, ``pretrained``
-(start from the current checkpoint, default true), ``val_every`` (default 5: every 5th image validates),
-``bundle_overrides`` (``{key: value}`` for ``train.json``).
+Request options (the JSON body of ``POST /train/<model>?run_sync=true``), each checked (:mod:`.request_checks`):
+``max_epochs`` (an integer in [1, 1000]), ``device`` (``cpu``, ``cuda`` or ``cuda:N``), ``pretrained`` (start from
+the current checkpoint, default true) and ``val_every`` (default 5: every 5th image validates; 1: validate on the
+training images). Any other key is refused: bundle overrides are the administrator's (``--conf overrides``), never a
+request's, because a bundle config runs the Python code of its ``$`` expressions.
 """
 
 from __future__ import annotations
@@ -43,12 +45,20 @@ from monai.utils import optional_import
 from torch.utils.data import Dataset
 
 from monai_das.apps.monailabel.infer import LoadSequenced, bundle_class_names
+from monai_das.apps.monailabel.request_checks import (
+    MAX_EPOCHS,
+    check_bool,
+    check_device,
+    check_int,
+    check_keys,
+)
 
 TrainTask, has_monailabel = optional_import("monailabel.interfaces.tasks.train", name="TrainTask", as_type="base")
 
 __all__ = [
     "LABEL_KEY",
     "LABELS_CSV",
+    "TRAIN_OPTIONS",
     "parse_class_label",
     "datastore_class_labels",
     "SequenceListDataset",
@@ -61,6 +71,11 @@ logger = logging.getLogger(__name__)
 LABEL_KEY = "label"
 #: default name of the CSV of ``image,label`` rows in the studies folder
 LABELS_CSV = "labels.csv"
+#: what a training request may set (typed, checked): anything else is refused
+TRAIN_OPTIONS = ("max_epochs", "device", "pretrained", "val_every")
+# keys MONAI Label adds to training requests itself: the model name, its bundle path, and in a background run the GPUs
+# and the process's rank
+_MONAILABEL_KEYS = ("model", "bundle_path", "gpus", "local_rank")
 _IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mp4", ".avi", ".mov", ".mkv", ".dcm", ".dicom")
 
 
@@ -239,6 +254,22 @@ class DASClassificationTrainTask(TrainTask):
         return {"max_epochs": self.max_epochs, "device": "cpu" if not torch.cuda.is_available() else "cuda",
                 "pretrained": True, "val_every": 5}
 
+    def options(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """The request's training options, checked (see :mod:`.request_checks`), over the defaults of ``config()``.
+
+        Raises:
+            RequestError: for a key other than ``TRAIN_OPTIONS`` (and the keys MONAI Label adds itself), or an option
+                of the wrong type or out of its range; the message names the option and the value.
+        """
+        check_keys(request, (*TRAIN_OPTIONS, *_MONAILABEL_KEYS), "a training request")
+        opts = {**self.config(), **{k: request[k] for k in TRAIN_OPTIONS if k in request}}
+        return {
+            "max_epochs": check_int(opts["max_epochs"], "max_epochs", 1, MAX_EPOCHS),
+            "device": check_device(opts["device"]),
+            "pretrained": check_bool(opts["pretrained"], "pretrained"),
+            "val_every": check_int(opts["val_every"], "val_every", 1, MAX_EPOCHS),
+        }
+
     def stats(self) -> dict[str, Any]:
         stats_file = self.work_dir / "train_stats.json"
         try:
@@ -256,43 +287,40 @@ class DASClassificationTrainTask(TrainTask):
     def __call__(self, request: Mapping[str, Any], datastore: Any) -> dict[str, Any]:
         """Train one run and publish its best checkpoint; returns the run's stats (also in ``stats()``).
 
+        Only checked options reach the bundle config; the images, their ids and labels reach the bundle as Python
+        objects (datasets), never as config text, so no ``$`` expression or ``%`` macro can come from a request or
+        from a name in the datastore.
+
         Raises:
+            RequestError: for an option that is not allowed (see :meth:`options`).
             ValueError: when no image of the datastore has a class label, or a label is unknown.
         """
         from monai.bundle import ConfigWorkflow
 
-        request = {**self.config(), **dict(request)}
+        opts = self.options(request)
         labels = datastore_class_labels(datastore, self.class_names, self.labels_csv)
         if not labels:
             raise ValueError(f"no image of the datastore has a class: set '{LABEL_KEY}' in the image info (PUT "
                              f"/datastore/image/info) or list 'image,label' rows in {self.labels_csv}.")
         items = [{"image": datastore.get_image_uri(i), "label": c, "id": i} for i, c in sorted(labels.items())]
-        train_items, val_items = self._split(items, int(request.get("val_every", 5)))
-        device = str(request.get("device") or "cpu")
+        train_items, val_items = self._split(items, opts["val_every"])
+        device = opts["device"]
         if device.startswith("cuda") and not torch.cuda.is_available():
             device = "cpu"
-        epochs = int(request.get("max_epochs", self.max_epochs))
+        epochs = opts["max_epochs"]
         run_dir = self.work_dir / "train"
         run_dir.mkdir(parents=True, exist_ok=True)
         best = run_dir / "model.pt"
         if best.exists():
             best.unlink()  # never publish a previous run's model
-        dataset = {
-            "_target_": f"{SequenceListDataset.__module__}.SequenceListDataset",
-            "spatial_shape": "$[@num_frames, @frame_size, @frame_size]",
-            "channels": "@in_channels",
-        }
         overrides: dict[str, Any] = {
             **self.overrides,
-            **dict(request.get("bundle_overrides") or {}),
             "bundle_root": str(self.bundle),
             "output_dir": str(run_dir),
             "epochs": epochs,
-            "device": f"$torch.device('{device}')",
+            "device": torch.device(device),
             "num_workers": 0,
             "resume": False,
-            "train_dataset": {**dataset, "data": train_items, "transform": "@train#preprocessing"},
-            "val_dataset": {**dataset, "data": val_items, "transform": "@validate#preprocessing"},
         }
         logger.info("training %s on %d images (%d for validation), %d epoch(s), %s", self.bundle.name,
                     len(train_items), len(val_items), epochs, device)
@@ -304,9 +332,16 @@ class DASClassificationTrainTask(TrainTask):
             workflow_type="train",
             **overrides,
         )
+        parser = workflow.parser
+        shape = [parser.get_parsed_content(k) for k in ("num_frames", "frame_size", "frame_size")]
+        datasets = {name: SequenceListDataset(data, shape, parser.get_parsed_content("in_channels"))
+                    for name, data in (("train_dataset", train_items), ("val_dataset", val_items))}
+        parser.update(datasets)  # objects: the parser neither reads nor evaluates what they hold
         workflow.initialize()
+        for name, section in (("train_dataset", "train"), ("val_dataset", "validate")):
+            datasets[name].transform = parser.get_parsed_content(f"{section}#preprocessing")
         init = next((p for p in reversed(self.init_paths) if p.is_file()), None)
-        if init is not None and str(request.get("pretrained", True)).lower() not in ("false", "0", "no"):
+        if init is not None and opts["pretrained"]:
             state = torch.load(init, map_location="cpu", weights_only=True)
             state = state["model"] if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping) else state
             workflow.parser.get_parsed_content("network").load_state_dict(state)

@@ -17,10 +17,14 @@
   for both inference and training.
 - ``max_epochs``: default epochs of a training run (10).
 
-Requests: ``POST /infer/<name>?image=<id>`` (or ``-F file=@clip.mp4``; ``image`` may also be a path on the server,
-e.g. a DICOM series folder); ``POST /train/<name>?run_sync=true`` with a JSON body ``{"max_epochs": 5}`` (without
-``run_sync`` the training runs in a background process; ``GET /train/`` tells its status). An image's class for
-training: ``PUT /datastore/image/info?image=<id>`` with the form field ``info={"label": "<class>"}``, or labels.csv.
+Requests: ``POST /infer/<name>?image=<id>`` (or ``-F file=@clip.mp4``; ``image`` may also be a path inside the
+studies folder, e.g. a DICOM series folder; ``params`` may set ``device`` and ``slice_axis``, nothing else);
+``POST /train/<name>?run_sync=true`` with a JSON body ``{"max_epochs": 5}`` (options: ``max_epochs``, ``device``,
+``pretrained``, ``val_every``; without ``run_sync`` the training runs in a background process; ``GET /train/`` tells
+its status). An image's class for training: ``PUT /datastore/image/info?image=<id>`` with the form field
+``info={"label": "<class>"}``, or labels.csv. Requests are untrusted: a refused one gets a 4xx answer with a JSON
+``detail``; the server's administrator alone sets bundle overrides (``--conf overrides``). Bind ``--host 127.0.0.1``
+and turn on MONAI Label's authentication (``MONAI_LABEL_AUTH_ENABLE=true``) before anyone else can reach the port.
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
 
 from monai_das.apps.monailabel import DASClassificationInferTask, DASClassificationTrainTask
+from monai_das.apps.monailabel.request_checks import RequestError, check_keys, http_errors, resolve_image
 
 logger = logging.getLogger(__name__)
 
 #: added to MONAI Label's file patterns: videos and single DICOM files (multi-frame cines)
 EXTRA_EXTENSIONS = ["*.mp4", "*.avi", "*.mov", "*.mkv", "*.dcm"]
+#: what an inference request may hold (``device`` and ``slice_axis`` are checked by the task); anything else is refused
+INFER_KEYS = ("model", "image", "device", "slice_axis")
 
 
 class DASClassificationApp(MONAILabelApp):
@@ -109,3 +116,28 @@ class DASClassificationApp(MONAILabelApp):
 
     def init_strategies(self):
         return {}
+
+    def bundle_path(self, model):
+        # MONAI Label puts this folder on a background training's PYTHONPATH, and without it would take a request's
+        # "bundle_path" instead: the bundle folder (configs only) is the one trusted answer
+        return str(self.bundle)
+
+    def infer(self, request, datastore=None):
+        """Inference on a datastore image (by id, or a path inside the studies folder) or an uploaded file; a
+        refused request or an unusable input is answered 4xx with a JSON message (``request_checks``)."""
+        with http_errors():
+            check_keys(request, INFER_KEYS, "an inference request")
+            if request.get("model") not in self._infers:
+                raise RequestError(f"no model '{str(request.get('model'))[:80]}'; served: {sorted(self._infers)}.", 404)
+            store = datastore or self.datastore()
+            roots = [] if self.studies.startswith(("http://", "https://")) else [self.studies]
+            image = resolve_image(request.get("image"), store.list_images(), store.get_image_uri, roots)
+            return super().infer({**request, "image": image}, datastore)
+
+    def train(self, request):
+        """Training with the checked options of ``DASClassificationTrainTask.options``; refused requests are 4xx."""
+        with http_errors():
+            if request.get("model") not in self._trainers:
+                raise RequestError(f"no trainer '{str(request.get('model'))[:80]}'; available: "
+                                   f"{sorted(self._trainers)}.", 404)
+            return super().train(request)
