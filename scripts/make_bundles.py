@@ -75,6 +75,9 @@ def covid_blues_reader(split: str) -> dict:
         "_target_": "monai_das.data.CovidBluesDataset",
         "root": "@dataset_dir",
         "split": split,
+        "target": "@target",
+        "fold": "@fold",
+        "num_folds": "@num_folds",
         "seed": "@split_seed",
         "max_frames": "@num_frames",
         "cache_dir": "@video_cache_dir",
@@ -115,9 +118,15 @@ def bundle_specs() -> dict[str, dict]:
             "task": "Classify a lung-ultrasound video as from a COVID-19 positive or negative patient",
             "modality": "US",
             "class_names": ["negative", "positive"],
-            "params": {"dataset_dir": "/workspace/data/covid_blues", "num_frames": 32, "frame_size": 64,
-                       "sampling_ratio": 0.5, "epochs": 30, "split_seed": 0,
+            "params": {"dataset_dir": "/workspace/data/covid_blues", "target": "covid",
+                       "class_names": "$monai_das.data.covid_blues_class_names(@target)",
+                       "num_classes": "$len(@class_names)", "num_frames": 32, "frame_size": 64,
+                       "sampling_ratio": 0.5, "epochs": 30, "fold": 0, "num_folds": 5, "split_seed": 0,
                        "video_cache_dir": "$os.path.join(@output_dir, 'video_cache')"},
+            # quadratic-weighted kappa for the ordinal severity score (Cohen's kappa for the binary targets)
+            "extra_metrics": {"kappa": {"_target_": "monai_das.handlers.QuadraticWeightedKappa",
+                                        "num_classes": "@num_classes",
+                                        "output_transform": "$monai.handlers.from_engine(['pred', 'label'])"}},
             "video_reader": covid_blues_reader,
             "augment": ULTRASOUND_AUGMENT,
             "data_source": "COVID-BLUES (Wiedemann et al., IEEE JBHI 2025), github.com/NinaWie/COVID-BLUES",
@@ -212,7 +221,8 @@ def train_config(spec: dict) -> dict:
         datasets["train_labels"] = "$@train_dataset.labels"
         deterministic = []
     ensure_type = {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"}
-    metric_names = "('balanced_accuracy', 'accuracy', 'loss')"
+    extra_metrics = spec.get("extra_metrics", {})
+    metric_names = repr(("balanced_accuracy", "accuracy", "loss", *extra_metrics))
     config = {
         "imports": ["$import os", "$import ignite", "$import monai_das"],
         **params,
@@ -312,6 +322,7 @@ def train_config(spec: dict) -> dict:
                              "output_transform": "$monai_das.engines.probabilities_and_labels"},
                 "loss": {"_target_": "ignite.metrics.Loss", "loss_fn": "@val_loss",
                          "output_transform": "$monai_das.engines.logits_and_labels"},
+                **extra_metrics,
             },
             "handlers": [
                 {"_target_": "StatsHandler", "_disabled_": "@is_not_rank0", "iteration_log": False},

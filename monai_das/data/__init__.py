@@ -1,10 +1,17 @@
 """Datasets for frame-sequence classification: MedMNIST 3D volumes (offline npz), videos listed in
-CSV manifests (COVID-BLUES), BUSV PNG frame folders, and a synthetic task whose class is visible in
+CSV manifests (COVID-BLUES and its four targets), BUSV PNG frame folders, and a synthetic task whose class is visible in
 only a few frames."""
 
 from __future__ import annotations
 
 from .busv import BUSV_CLASS_NAMES, BUSVDataset, busv_frame_files, list_busv_videos
+from .covid_blues import (
+    COVID_BLUES_CLASS_NAMES,
+    COVID_BLUES_TARGETS,
+    CovidBluesDataset,
+    covid_blues_class_names,
+    read_covid_blues_labels,
+)
 from .medmnist3d import (
     MEDMNIST3D_FLAGS,
     MEDMNIST3D_SIZES,
@@ -23,9 +30,8 @@ from .synthetic import (
     synthetic_evidence_mask,
 )
 from .video_manifest import (
-    COVID_BLUES_CLASS_NAMES,
-    CovidBluesDataset,
     VideoManifestDataset,
+    group_k_fold,
     read_manifest,
     split_by_group,
     validate_manifest,
@@ -52,8 +58,12 @@ __all__ = [
     "save_synthetic_npz",
     "synthetic_evidence_mask",
     "COVID_BLUES_CLASS_NAMES",
+    "COVID_BLUES_TARGETS",
     "CovidBluesDataset",
+    "covid_blues_class_names",
+    "read_covid_blues_labels",
     "VideoManifestDataset",
+    "group_k_fold",
     "read_manifest",
     "split_by_group",
     "validate_manifest",

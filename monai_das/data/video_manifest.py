@@ -25,14 +25,10 @@ from monai_das.data.indexing import resolve_index
 __all__ = [
     "read_manifest",
     "split_by_group",
+    "group_k_fold",
     "validate_manifest",
     "VideoManifestDataset",
-    "CovidBluesDataset",
-    "COVID_BLUES_CLASS_NAMES",
 ]
-
-#: Label names of COVID-BLUES ``manifest.csv`` (``cov_test``: COVID-19 test negative / positive).
-COVID_BLUES_CLASS_NAMES: tuple[str, ...] = ("negative", "positive")
 
 _ROW = "_row"  # key holding the 1-based data row number (line number = row + 1, after the header)
 _CACHE_VERSION = 1
@@ -100,6 +96,34 @@ def _assign(groups: list[tuple[str, int]], targets: np.ndarray, counts: np.ndarr
     return out
 
 
+def _groups(
+    rows: list[dict[str, Any]], group_key: str | None, stratify_key: str | None
+) -> tuple[list[str], dict[str, int], dict[str, list[str]]]:
+    """The group id of every row, the row count of every group and (with ``stratify_key``) each group's values."""
+    group_of: list[str] = []
+    for i, row in enumerate(rows):
+        if group_key is None:
+            group_of.append(f"__row{i}")
+            continue
+        g = row.get(group_key)
+        if g is None or str(g).strip() == "":
+            raise ValueError(
+                f"row {row.get(_ROW, i + 1)} has no value in the group column {group_key!r}; every row needs a "
+                "group id (or pass group_key=None to split rows independently)."
+            )
+        group_of.append(str(g).strip())
+    sizes: dict[str, int] = {}
+    values: dict[str, list[str]] = {}
+    for i, (row, g) in enumerate(zip(rows, group_of)):
+        sizes[g] = sizes.get(g, 0) + 1
+        if stratify_key is not None:
+            v = row.get(stratify_key)
+            if v is None or str(v).strip() == "":
+                raise ValueError(f"row {row.get(_ROW, i + 1)} has no value in the stratify column {stratify_key!r}.")
+            values.setdefault(g, []).append(str(v).strip())
+    return group_of, sizes, values
+
+
 def split_by_group(
     rows: Sequence[dict[str, Any]],
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
@@ -130,27 +154,7 @@ def split_by_group(
     """
     fr = _check_fractions(fractions)
     rows = list(rows)
-    group_of: list[str] = []
-    for i, row in enumerate(rows):
-        if group_key is None:
-            group_of.append(f"__row{i}")
-            continue
-        g = row.get(group_key)
-        if g is None or str(g).strip() == "":
-            raise ValueError(
-                f"row {row.get(_ROW, i + 1)} has no value in the group column {group_key!r}; every row needs a "
-                "group id (or pass group_key=None to split rows independently)."
-            )
-        group_of.append(str(g).strip())
-    sizes: dict[str, int] = {}
-    values: dict[str, list[str]] = {}
-    for i, (row, g) in enumerate(zip(rows, group_of)):
-        sizes[g] = sizes.get(g, 0) + 1
-        if stratify_key is not None:
-            v = row.get(stratify_key)
-            if v is None or str(v).strip() == "":
-                raise ValueError(f"row {row.get(_ROW, i + 1)} has no value in the stratify column {stratify_key!r}.")
-            values.setdefault(g, []).append(str(v).strip())
+    group_of, sizes, values = _groups(rows, group_key, stratify_key)
     names = sorted(sizes)
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     strata: dict[str, list[str]] = {}
@@ -171,6 +175,71 @@ def split_by_group(
         out[split_of[g]].append(row)
     return out
 
+
+def group_k_fold(
+    rows: Sequence[dict[str, Any]],
+    num_folds: int = 5,
+    seed: int = 0,
+    group_key: str | None = "patient_id",
+    stratify_key: str | None = None,
+) -> list[list[dict[str, Any]]]:
+    """Divide rows into ``num_folds`` folds so that no group (patient) is in two folds; deterministic for a seed.
+
+    The greedy of scikit-learn's ``StratifiedGroupKFold``: groups are ordered by name and shuffled with
+    ``numpy.random.default_rng(seed)``; with ``stratify_key`` they are then stably sorted by how concentrated
+    their values are (the standard deviation of the group's count per value, largest first). Each group in turn
+    goes to the fold that keeps every value's share of rows most even across the folds (the mean over values of
+    the standard deviation, across folds, of the fold's fraction of that value's rows); ties go to the fold with
+    the fewest rows, then to the lowest index. Without ``stratify_key`` this fills the smallest fold first.
+
+    A group whose rows hold several values (a patient with videos of different labels) stays whole, so the
+    folds are stratified only as far as the groups allow.
+
+    Args:
+        rows: row dicts (e.g. from :func:`read_manifest`).
+        num_folds: number of folds, at least 2 and at most the number of groups.
+        seed: random seed of the group shuffle.
+        group_key: column holding the group id; ``None`` makes every row its own group.
+        stratify_key: optional column to stratify by (e.g. the label).
+
+    Returns:
+        ``num_folds`` lists of rows, each in the input order.
+
+    Raises:
+        ValueError: for ``num_folds`` below 2 or above the number of groups, or a row without a group id /
+            stratify value (naming the row).
+    """
+    rows = list(rows)
+    group_of, sizes, values = _groups(rows, group_key, stratify_key)
+    if isinstance(num_folds, bool) or not isinstance(num_folds, (int, np.integer)) or not 2 <= num_folds <= len(sizes):
+        raise ValueError(f"num_folds must be an integer in [2, {len(sizes)}] (the number of groups), got {num_folds}.")
+    names = sorted(sizes)
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    classes = sorted({v for vs in values.values() for v in vs}) or [""]
+    counts = {g: np.zeros(len(classes)) for g in order}
+    for g in order:
+        if stratify_key is None:
+            counts[g][0] = sizes[g]
+        else:
+            for v in values[g]:
+                counts[g][classes.index(v)] += 1
+    order.sort(key=lambda g: -float(np.std(counts[g])))  # stable: the shuffle breaks ties
+    totals = sum(counts.values())
+    fold_counts = np.zeros((num_folds, len(classes)))
+    fold_of: dict[str, int] = {}
+    for g in order:
+        costs = []
+        for j in range(num_folds):
+            trial = fold_counts.copy()
+            trial[j] += counts[g]
+            costs.append((float(np.mean(np.std(trial / totals, axis=0))), float(fold_counts[j].sum()), j))
+        best = min(costs)[2]
+        fold_of[g] = best
+        fold_counts[best] += counts[g]
+    out: list[list[dict[str, Any]]] = [[] for _ in range(num_folds)]
+    for row, g in zip(rows, group_of):
+        out[fold_of[g]].append(row)
+    return out
 
 def _resolve(manifest: str, path: str) -> str:
     path = os.path.expanduser(path)
@@ -248,6 +317,25 @@ def validate_manifest(
     return bad
 
 
+def _fold_splits(
+    rows: list[dict[str, Any]],
+    fold: int,
+    num_folds: int,
+    seed: int,
+    group_key: str | None,
+    stratify_key: str | None,
+) -> list[list[dict[str, Any]]]:
+    """``[train, val, test]`` of cross-validation fold ``fold``: test fold ``fold``, val fold ``fold + 1``."""
+    if isinstance(num_folds, bool) or not isinstance(num_folds, (int, np.integer)) or num_folds < 3:
+        raise ValueError(f"num_folds must be an integer >= 3 (test, validation and training folds), got {num_folds!r}.")
+    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be an integer in [0, {num_folds - 1}] for num_folds={num_folds}, got {fold!r}.")
+    folds = group_k_fold(rows, num_folds, seed=seed, group_key=group_key, stratify_key=stratify_key)
+    test, val = folds[fold], folds[(fold + 1) % num_folds]
+    held_out = {id(r) for r in test + val}
+    return [[r for r in rows if id(r) not in held_out], val, test]
+
+
 class VideoManifestDataset(Dataset):
     """Videos listed in a CSV manifest, decoded with PyAV to ``(C, T, H, W)`` float32 in [0, 1].
 
@@ -261,6 +349,11 @@ class VideoManifestDataset(Dataset):
     Splits: with ``split`` given, the rows are divided by :func:`split_by_group` (groups never shared
     between splits) and only that split is kept; ``split`` is a name (``"train"``, ``"val"``, ``"test"``
     for three fractions; ``"train"``, ``"val"`` for two) or an index into ``fractions``.
+
+    Cross-validation: with ``fold`` given, ``fractions`` is not used: the rows are divided into ``num_folds``
+    patient-grouped folds by :func:`group_k_fold` (stratified by ``stratify_key``); ``"test"`` (index 2) is
+    fold ``fold``, ``"val"`` (index 1) is fold ``(fold + 1) % num_folds`` and ``"train"`` (index 0) is every
+    other fold. Over ``fold = 0 .. num_folds - 1`` every row is tested exactly once.
 
     Cache: with ``cache_dir``, each decoded video is stored once as ``<stem>-<key>.dascache.npy``
     (uint8, the exact values the decoder produced) where ``key`` hashes the file's real path, size,
@@ -285,6 +378,9 @@ class VideoManifestDataset(Dataset):
         class_names: names of the classes in label order (sets ``num_classes``).
         check_files: check at construction that every selected row's file exists and raise listing
             the bad rows (call :meth:`validate` or :func:`validate_manifest` for the full list).
+        fold: ``None`` (split by ``fractions``) or the cross-validation fold in ``[0, num_folds)`` whose
+            patients are the test split.
+        num_folds: number of cross-validation folds (at least 3: a test, a validation and a training fold).
 
     Attributes:
         rows: the selected row dicts (``"_row"`` holds the manifest row number).
@@ -295,7 +391,8 @@ class VideoManifestDataset(Dataset):
     Raises:
         FileNotFoundError: for a missing manifest; for a missing video at ``__getitem__`` (naming the
             file and the manifest row) or at construction with ``check_files``.
-        ValueError: for missing columns, bad labels (naming the row), an unknown split, bad fractions.
+        ValueError: for missing columns, bad labels (naming the row), an unknown split, bad fractions, a
+            fold outside ``[0, num_folds)``.
     """
 
     def __init__(
@@ -315,11 +412,13 @@ class VideoManifestDataset(Dataset):
         grayscale: bool = True,
         class_names: Sequence[str] | None = None,
         check_files: bool = True,
+        fold: int | None = None,
+        num_folds: int = 5,
     ) -> None:
         self.manifest = os.fspath(manifest)
         self.path_key, self.label_key, self.group_key = path_key, label_key, group_key
         required = [path_key] + [k for k in (label_key, group_key, stratify_key) if k]
-        all_rows = read_manifest(self.manifest, required)
+        all_rows = self._read_rows(required)
         for name, value, allow_none in (("max_frames", max_frames, True), ("frame_stride", frame_stride, False)):
             if value is None and allow_none:
                 continue
@@ -334,26 +433,34 @@ class VideoManifestDataset(Dataset):
             [_parse_label(r.get(label_key), self.manifest, r[_ROW], label_key) for r in all_rows] if label_key else []
         )
 
-        fr = _check_fractions(fractions)
+        if fold is None:
+            fr = _check_fractions(fractions)
+            names = {3: ("train", "val", "test"), 2: ("train", "val")}.get(len(fr), ())
+            count, what = len(fr), f"fractions {tuple(fr)}"
+        else:
+            names, count, what = ("train", "val", "test"), 3, f"fold {fold!r}"
         if split is None:
             rows = all_rows
             self.split: str | int | None = None
         else:
-            names = {3: ("train", "val", "test"), 2: ("train", "val")}.get(len(fr), ())
             if isinstance(split, str):
                 if split not in names:
                     raise ValueError(
-                        f"split must be None, one of {list(names)} or an index in [0, {len(fr) - 1}] for "
-                        f"fractions {tuple(fr)}, got {split!r}."
+                        f"split must be None, one of {list(names)} or an index in [0, {count - 1}] for "
+                        f"{what}, got {split!r}."
                     )
                 index = names.index(split)
-            elif isinstance(split, (int, np.integer)) and not isinstance(split, bool) and 0 <= split < len(fr):
+            elif isinstance(split, (int, np.integer)) and not isinstance(split, bool) and 0 <= split < count:
                 index = int(split)
             else:
                 raise ValueError(
-                    f"split must be None, one of {list(names)} or an index in [0, {len(fr) - 1}], got {split!r}."
+                    f"split must be None, one of {list(names)} or an index in [0, {count - 1}], got {split!r}."
                 )
-            rows = split_by_group(all_rows, fr, seed=seed, group_key=group_key, stratify_key=stratify_key)[index]
+            if fold is None:
+                parts = split_by_group(all_rows, fr, seed=seed, group_key=group_key, stratify_key=stratify_key)
+            else:
+                parts = _fold_splits(all_rows, fold, num_folds, seed, group_key, stratify_key)
+            rows = parts[index]
             self.split = split
         self.rows = rows
 
@@ -390,6 +497,10 @@ class VideoManifestDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def _read_rows(self, required: list[str]) -> list[dict[str, Any]]:
+        """Every row of the manifest (subclasses add columns here, e.g. labels from another file)."""
+        return read_manifest(self.manifest, required)
 
     def path_of(self, row: dict[str, Any]) -> str:
         """Resolved video path of a row (relative paths are taken from the manifest's folder)."""
@@ -464,48 +575,3 @@ class VideoManifestDataset(Dataset):
             item["group"] = str(row.get(self.group_key, ""))
         return apply_transform(self.transform, item) if self.transform is not None else item
 
-
-class CovidBluesDataset(VideoManifestDataset):
-    """COVID-BLUES lung-ultrasound videos (``root/manifest.csv``), split by patient.
-
-    Labels: column ``label`` (COVID-19 test, 0 = negative, 1 = positive); groups: ``patient_id``;
-    the split is stratified by the label. Data: Wiedemann et al., IEEE JBHI 29(9):6301-6310, 2025,
-    doi:10.1109/JBHI.2025.3543686; licence CC BY-NC-ND 4.0 (evaluation use, never redistribute).
-
-    Args:
-        root: folder holding ``manifest.csv`` (and the ``lus_videos/`` it refers to).
-        split: ``"train"``, ``"val"``, ``"test"``, an index into ``fractions``, or ``None`` for all videos.
-        fractions, seed, transform, cache_dir, max_frames, frame_stride, grayscale, check_files:
-            see :class:`VideoManifestDataset`.
-    """
-
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        split: str | int | None = "train",
-        fractions: Sequence[float] = (0.7, 0.15, 0.15),
-        seed: int = 0,
-        transform: Callable | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        max_frames: int | None = None,
-        frame_stride: int = 1,
-        grayscale: bool = True,
-        check_files: bool = True,
-    ) -> None:
-        super().__init__(
-            os.path.join(os.fspath(root), "manifest.csv"),
-            split=split,
-            path_key="path",
-            label_key="label",
-            group_key="patient_id",
-            fractions=fractions,
-            seed=seed,
-            stratify_key="label",
-            transform=transform,
-            cache_dir=cache_dir,
-            max_frames=max_frames,
-            frame_stride=frame_stride,
-            grayscale=grayscale,
-            class_names=COVID_BLUES_CLASS_NAMES,
-            check_files=check_files,
-        )

@@ -1,9 +1,9 @@
-"""Ignite handlers and metrics: TensorBoard logging of the sampler's decisions, balanced accuracy, resumable
-training state."""
+"""Ignite handlers and metrics: TensorBoard logging of the sampler's decisions, balanced accuracy, quadratic-weighted
+kappa, resumable training state."""
 
 from __future__ import annotations
 
-from .metrics import BalancedAccuracy, to_class_indices
+from .metrics import BalancedAccuracy, QuadraticWeightedKappa, quadratic_weighted_kappa, to_class_indices
 from .prediction_writer import PredictionWriter
 from .sampler_tensorboard import SamplerTensorBoardHandler, default_label_transform, unwrap_network
 from .training_state import (
@@ -19,10 +19,12 @@ __all__ = [
     "AtomicCheckpointSaver",
     "BalancedAccuracy",
     "PredictionWriter",
+    "QuadraticWeightedKappa",
     "SamplerTensorBoardHandler",
     "TrainingStateCheckpoint",
     "atomic_torch_save",
     "default_label_transform",
+    "quadratic_weighted_kappa",
     "read_training_state",
     "to_class_indices",
     "unwrap_network",

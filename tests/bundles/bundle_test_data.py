@@ -3,7 +3,8 @@
 Layouts (what ``scripts/make_bundles.py`` points the bundles at):
 
 - MedMNIST: ``<root>/<flag>.npz`` with ``{train,val,test}_{images,labels}``, uint8 ``(N, 28, 28, 28)`` and ``(N, 1)``;
-- COVID-BLUES: ``<root>/manifest.csv`` (``path,label,source,patient_id,bluepoint,num_frames``) and mp4 files;
+- COVID-BLUES: ``<root>/manifest.csv`` (``path,label,source,patient_id,bluepoint,num_frames``), ``<root>/severity.csv``
+  (``video_file,Severity Score,A-lines,B-lines,comments``) and mp4 files;
 - BUSV: ``<root>/rawframes/{benign,malignant}/<id>/<i>.png`` and ``<root>/splits/{train,val,test}.txt``.
 
 Every split holds every class: the bundles' ROC-AUC is NaN for a split missing a class, and then no checkpoint is
@@ -74,22 +75,47 @@ def moving_blob(num_frames: int, label: int, rng: np.random.Generator) -> np.nda
     return frames
 
 
-def write_covid_blues(root: str, patients_per_label: int = 6, seed: int = 0) -> list[dict]:
-    """One video per patient, 8-20 frames; with 6 patients per label the stratified patient split is 4 / 1 / 1 per
-    label (see ``monai_das.data.split_by_group``), so every split holds both labels."""
+def covid_blues_video_labels(patient: int, video: int) -> dict[str, int]:
+    """The labels of the generated COVID-BLUES video ``video`` of patient ``patient``: the COVID test is the
+    patient's (alternating), the expert labels vary within a patient, so that with 4 videos a patient every patient
+    holds every severity score and both B-line and A-line labels."""
+    return {"covid": patient % 2, "b_lines": video % 2, "a_lines": (video // 2) % 2, "severity": (patient + video) % 4}
+
+
+def write_covid_blues(root: str, patients_per_label: int = 6, seed: int = 0, videos_per_patient: int = 1) -> list[dict]:
+    """COVID-BLUES layout: ``manifest.csv``, mp4 videos of 8-20 frames and ``severity.csv``.
+
+    With one video a patient and 6 patients per label, the stratified 70/15/15 patient split is 4 / 1 / 1 per label
+    and each of 5 folds holds both COVID labels; with 4 videos a patient every fold holds every class of every target
+    (see :func:`covid_blues_video_labels`). ``severity.csv`` is written as the release writes it, dirty values
+    included: ``"yes "`` / ``"no "`` with a trailing space, scores as ``"2.0"``, free-text comments with commas,
+    and one row for a video that is not in the manifest (ignored by the reader).
+    """
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, severity = [], []
     for p in range(2 * patients_per_label):
-        label = p % 2
-        num_frames = 8 + (p * 5) % 13  # 8..20: shorter and longer than the 16 frames the tests ask for
-        rel = f"lus_videos/patient{p:02d}_L{p % 4 + 1}.mp4"
-        write_mp4(os.path.join(root, rel), moving_blob(num_frames, label, rng))
-        rows.append({"path": rel, "label": label, "source": "synthetic-test", "patient_id": f"P{p:02d}",
-                     "bluepoint": f"L{p % 4 + 1}", "num_frames": num_frames})
+        for j in range(videos_per_patient):
+            labels = covid_blues_video_labels(p, j)
+            num_frames = 8 + (p * 5 + j * 3) % 13  # 8..20: shorter and longer than the 16 frames the tests ask for
+            stem = f"patient{p:02d}_L{(p + j) % 4 + 1}" if videos_per_patient == 1 else f"patient{p:02d}_V{j}"
+            rel = f"lus_videos/{stem}.mp4"
+            write_mp4(os.path.join(root, rel), moving_blob(num_frames, labels["covid"], rng))
+            rows.append({"path": rel, "label": labels["covid"], "source": "synthetic-test", "patient_id": f"P{p:02d}",
+                         "bluepoint": stem[-2:], "num_frames": num_frames})
+            yes_no = [("no", "yes"), ("no ", "yes ")][(p + j) % 3 == 0]  # every third row with a trailing space
+            severity.append({"video_file": stem, "Severity Score": f"{labels['severity']}.0",
+                             "A-lines": yes_no[labels["a_lines"]], "B-lines": yes_no[labels["b_lines"]],
+                             "comments": f"generated, patient {p}, video {j}"})
+    severity.append({"video_file": "not_in_manifest", "Severity Score": "1.0", "A-lines": "yes", "B-lines": "no",
+                     "comments": ""})
     with open(os.path.join(root, "manifest.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "label", "source", "patient_id", "bluepoint", "num_frames"])
         writer.writeheader()
         writer.writerows(rows)
+    with open(os.path.join(root, "severity.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["video_file", "Severity Score", "A-lines", "B-lines", "comments"])
+        writer.writeheader()
+        writer.writerows(severity)
     return rows
 
 

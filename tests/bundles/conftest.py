@@ -14,7 +14,7 @@ def bundle_data(tmp_path_factory) -> dict[str, str]:
     for i, (flag, n) in enumerate(MEDMNIST_CLASSES.items()):
         write_medmnist(medmnist, flag, n, seed=i)
     covid = str(tmp_path_factory.mktemp("covid_blues"))
-    write_covid_blues(covid)
+    write_covid_blues(covid, patients_per_label=5, videos_per_patient=4)  # every class of every target in every fold
     busv = str(tmp_path_factory.mktemp("busv"))
     write_busv(busv)
     return {"medmnist": medmnist, "covid_blues": covid, "busv": busv}

@@ -60,7 +60,7 @@ def num_frames(name: str, overrides: dict) -> int:
     return 28 if value == "@image_size" else int(value)
 
 
-def num_test_inputs(name: str, data: dict[str, str]) -> int:
+def num_test_inputs(name: str, data: dict[str, str], target: str = "covid") -> int:
     if name == "synthetic":
         return 8
     if name in MEDMNIST_CLASSES:
@@ -69,10 +69,14 @@ def num_test_inputs(name: str, data: dict[str, str]) -> int:
         return len(BUSV_SPLITS["test"])
     from monai_das.data import CovidBluesDataset
 
-    seed = train_params(name)["split_seed"]
-    val, test = (CovidBluesDataset(data["covid_blues"], split=s, seed=seed) for s in ("val", "test"))
+    params = train_params(name)
+    options = {"seed": params["split_seed"], "fold": params["fold"], "num_folds": params["num_folds"],
+               "target": target}
+    val, test = (CovidBluesDataset(data["covid_blues"], split=s, **options) for s in ("val", "test"))
     for split in (val, test):  # else the AUC is NaN and no checkpoint is saved
-        assert sorted(set(split.labels.tolist())) == [0, 1], f"generated COVID-BLUES {split.split} split lacks a label"
+        assert sorted(set(split.labels.tolist())) == list(range(split.num_classes)), (
+            f"generated COVID-BLUES {split.split} split lacks a {target} label"
+        )
     return len(test)
 
 
@@ -122,6 +126,14 @@ def tensorboard_tags(log_dir: Path) -> dict[str, dict]:
         for tag in tags.get("images", []):
             images[tag] = images.get(tag, 0) + len(acc.Images(tag))
     return {"scalars": scalars, "images": images}
+
+
+def class_names(name: str, overrides: dict | None = None) -> list[str]:
+    """The bundle's class names as its config computes them (COVID-BLUES: from ``--target``)."""
+    parser = monai_bundle.ConfigParser()
+    parser.read_config(str(bundle_dir(name) / "configs" / "train.json"))
+    parser.update(overrides or {})
+    return [str(c) for c in parser.get_parsed_content("class_names")]
 
 
 def check_predictions(path: Path, class_names: list[str], num_inputs: int, frames: int, k: int) -> None:
@@ -187,7 +199,7 @@ def test_train_evaluate_infer(name, bundle_data, tmp_path, restore_torch_state):
         assert 0.0 <= metrics[key] <= 1.0, f"{key} = {metrics.get(key)}"
     assert math.isfinite(metrics["test_loss"]) and metrics["test_loss"] >= 0.0, metrics
 
-    check_predictions(out / "predictions.csv", params["class_names"], num_test_inputs(name, bundle_data), frames, k)
+    check_predictions(out / "predictions.csv", class_names(name), num_test_inputs(name, bundle_data), frames, k)
 
     logs = tensorboard_tags(out / "logs")
     for tag in ("sampler/val/sampling_matrix", "sampler/val/picked_frames"):
@@ -201,6 +213,30 @@ def test_train_evaluate_infer(name, bundle_data, tmp_path, restore_torch_state):
     assert eval_logs["images"].get("sampler/test/sampling_matrix", 0) >= 1, sorted(eval_logs["images"])
 
 
+@pytest.mark.parametrize("target", ["b_lines", "a_lines", "severity"])
+def test_covid_blues_targets(target, bundle_data, tmp_path, restore_torch_state):
+    """``--target`` trains, evaluates and infers COVID-BLUES on the expert labels of severity.csv: the classes, the
+    network's outputs and the test fold follow the target; evaluate adds the quadratic-weighted kappa."""
+    out = tmp_path / "outputs"
+    overrides = train_evaluate_infer("covid_blues", out, bundle_data, target=target, fold=2)
+    names = class_names("covid_blues", {"target": target})
+    assert len(names) == (4 if target == "severity" else 2)
+    metrics = read_metrics(out / "eval" / "metrics.csv")
+    for key in ("test_auc", "test_balanced_accuracy", "test_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0, f"{key} = {metrics.get(key)}"
+    assert -1.0 <= metrics["test_kappa"] <= 1.0, metrics
+    k = max(1, round(train_params("covid_blues")["sampling_ratio"] * overrides["num_frames"]))
+    rows = read_rows(out / "predictions.csv")
+    check_predictions(out / "predictions.csv", names, len(rows), overrides["num_frames"], k)
+    from monai_das.data import CovidBluesDataset
+
+    params = train_params("covid_blues")
+    test = CovidBluesDataset(bundle_data["covid_blues"], "test", target=target, fold=2, seed=params["split_seed"],
+                             num_folds=params["num_folds"])
+    assert sorted(r["id"] for r in rows) == sorted(test.path_of(r) for r in test.rows)  # the test fold's videos
+    assert set(test.labels.tolist()) == set(range(len(names)))
+
+
 @pytest.mark.parametrize("sampler, k", [("dps", 14), ("full", 28)])
 def test_sampler_override(sampler, k, bundle_data, tmp_path, restore_torch_state):
     """``--sampler_name`` swaps the sampler of a bundle: the vessel bundle (T = 28, ratio 0.5) with DPS keeps 14
@@ -212,7 +248,7 @@ def test_sampler_override(sampler, k, bundle_data, tmp_path, restore_torch_state
     expected = {"dps": "DPSampler", "full": "FullSequence"}[sampler]
     assert type(training.parser.get_parsed_content("sampler")).__name__ == expected
     run_workflow("vesselmnist3d", INFERENCE, **overrides)
-    check_predictions(out / "predictions.csv", train_params("vesselmnist3d")["class_names"],
+    check_predictions(out / "predictions.csv", class_names("vesselmnist3d"),
                       medmnist_counts(2)[2], 28, k)
     logs = tensorboard_tags(out / "logs")
     assert logs["images"].get("sampler/val/sampling_matrix", 0) >= 1 and logs["scalars"].get("val_auc")
@@ -236,7 +272,7 @@ def test_backbone_resnet3d(bundle_data, tmp_path, restore_torch_state):
     metrics = read_metrics(out / "eval" / "metrics.csv")
     assert 0.0 <= metrics["test_auc"] <= 1.0, metrics
     run_workflow(name, ["train.json", "inference.json", extra], **overrides)
-    check_predictions(out / "predictions.csv", train_params(name)["class_names"], num_test_inputs(name, bundle_data),
+    check_predictions(out / "predictions.csv", class_names(name), num_test_inputs(name, bundle_data),
                       28, 14)
 
 
