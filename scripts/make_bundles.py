@@ -548,11 +548,18 @@ DATA_NOTES = {
     "synthetic": "Generated on the fly by `monai_das.data.SyntheticSequenceDataset`: smooth texture and noise in every "
     "frame; the class (a disc or a ring of the same added intensity) is drawn in 2 consecutive frames of 32 at a "
     "random position, and a class-independent cross in 2 others. No data folder is needed.",
-    "covid_blues": "`--dataset_dir` is the COVID-BLUES folder holding `manifest.csv` (columns path, label, patient_id) "
-    "and `lus_videos/`. Videos are split by patient (70/15/15, stratified by label, `--split_seed`), decoded with "
-    "PyAV to grey frames, resampled to 32 frames (short videos repeat frames, long ones keep evenly spread frames: "
-    "no padded frame exists, so none can be picked) and resized to 64x64. Decoded frames are cached under "
-    "`<output_dir>/video_cache` (`--video_cache_dir`; the data folder is never written to).",
+    "covid_blues": "`--dataset_dir` is the COVID-BLUES folder holding `manifest.csv` (columns path, label, patient_id), "
+    "`severity.csv` (the expert's labels per video) and `lus_videos/`. `--target` chooses the label: `covid` (the "
+    "patient's COVID-19 test, the default: no frame shows it, and no method learned it here), `b_lines` or "
+    "`a_lines` (absent / present in the video) or `severity` (the expert's score 0-3, 4 classes; evaluate adds the "
+    "quadratic-weighted kappa `test_kappa`, and the AUC is the macro one-vs-rest AUC). `severity.csv` is read "
+    "strictly: values are trimmed (`\"yes \"`), and an unknown value or a video without a label stops the run with "
+    "the file, row and value. Videos are split by patient into `--num_folds` (5) folds stratified by the target: "
+    "`--fold F` tests on fold F, validates on fold F + 1 (best checkpoint, early stopping) and trains on the rest; "
+    "`--split_seed` shuffles the patients (`--fold None` gives the older 70/15/15 patient split). Videos are decoded "
+    "with PyAV to grey frames, resampled to `num_frames` frames (short videos repeat frames, long ones keep evenly "
+    "spread frames: no padded frame exists, so none can be picked) and resized to `frame_size`. Decoded frames are "
+    "cached under `<output_dir>/video_cache` (`--video_cache_dir`; the data folder is never written to).",
     "busv": "`--dataset_dir` holds `rawframes/{benign,malignant}/<video id>/<frame>.png` (the released BUSV layout) "
     "and `splits/{train,val,test}.txt` with one video id per line (for example from the official "
     "train/val JSON files, with a test list held out of train). Frames are resampled to 32 per video and resized to "
