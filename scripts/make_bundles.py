@@ -120,7 +120,7 @@ def bundle_specs() -> dict[str, dict]:
             "class_names": ["negative", "positive"],
             "params": {"dataset_dir": "/workspace/data/covid_blues", "target": "covid",
                        "class_names": "$monai_das.data.covid_blues_class_names(@target)",
-                       "num_classes": "$len(@class_names)", "num_frames": 32, "frame_size": 64,
+                       "num_frames": 32, "frame_size": 64,
                        "sampling_ratio": 0.5, "epochs": 30, "fold": 0, "num_folds": 5, "split_seed": 0,
                        "video_cache_dir": "$os.path.join(@output_dir, 'video_cache')"},
             # quadratic-weighted kappa for the ordinal severity score (Cohen's kappa for the binary targets)
@@ -177,7 +177,6 @@ def bundle_specs() -> dict[str, dict]:
 
 
 def train_config(spec: dict) -> dict:
-    num_classes = len(spec["class_names"])
     params = {
         "bundle_root": ".",
         "output_dir": "$@bundle_root + '/outputs'",
@@ -190,8 +189,8 @@ def train_config(spec: dict) -> dict:
         "set_seed": "$monai.utils.set_determinism(seed=@seed)",
         "is_not_rank0": "$int(os.environ.get('RANK', '0')) > 0",
         "sampler_name": "das",
-        "num_classes": num_classes,
         "class_names": spec["class_names"],
+        "num_classes": "$len(@class_names)",
         "in_channels": 1,
         "batch_size": 16,
         "num_workers": 0,
@@ -242,7 +241,6 @@ def train_config(spec: dict) -> dict:
             "sampler": "@sampler",
             "backbone": "@backbone",
             "num_classes": "@num_classes",
-            "feature_dim": 576,
             "pooling": "@pooling",
         },
         "network": "$@network_def.to(device=@device, memory_format=@memory_format)",
@@ -418,8 +416,8 @@ def multi_gpu_config() -> dict:
             "module": "$@network_def.to(device=@device, memory_format=@memory_format)",
             "device_ids": "$[@device] if torch.cuda.is_available() else None",
         },
-        "train#sampler": {"_target_": "DistributedSampler", "dataset": "@train_dataset", "even_divisible": True,
-                          "shuffle": True},
+        # --imbalance balanced_sampling: a DistributedWeightedRandomSampler (a plain DistributedSampler would drop it)
+        "train#sampler": "$monai_das.engines.distributed_data_sampler(@imbalance, @train_dataset, @train_labels)",
         "train#dataloader#sampler": "@train#sampler",
         "train#dataloader#shuffle": False,
         "validate#sampler": {"_target_": "DistributedSampler", "dataset": "@val_dataset", "even_divisible": False,
@@ -673,7 +671,6 @@ def backbone_resnet3d_config() -> dict:
         "backbone": {"_target_": "monai.networks.nets.resnet18", "spatial_dims": 3, "n_input_channels": "@in_channels",
                      "feed_forward": False},
         "network_def#backbone_dims": 3,
-        "network_def#feature_dim": 512,
         # the sampler has 2D convolutions, which channels_last_3d refuses
         "memory_format": "$torch.contiguous_format",
     }

@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from monai.data import DistributedSampler, DistributedWeightedRandomSampler
 from monai.utils import look_up_option
-from torch.utils.data import WeightedRandomSampler
+from torch.utils.data import Dataset, WeightedRandomSampler
 
 from monai_das.engines.class_balance import balanced_sampler_weights, class_weights
 
@@ -15,6 +16,7 @@ __all__ = [
     "IMBALANCE_POLICIES",
     "loss_weights",
     "balanced_data_sampler",
+    "distributed_data_sampler",
     "metric_score",
     "logits_and_labels",
     "probabilities_and_labels",
@@ -38,6 +40,34 @@ def balanced_data_sampler(policy: str, labels: Any) -> WeightedRandomSampler | N
     if look_up_option(policy, IMBALANCE_POLICIES) != "balanced_sampling":
         return None
     return WeightedRandomSampler(balanced_sampler_weights(labels), num_samples=len(labels), replacement=True)
+
+
+def distributed_data_sampler(
+    policy: str, dataset: Dataset, labels: Any, num_replicas: int | None = None, rank: int | None = None
+) -> DistributedSampler:
+    """The train DataLoader ``sampler`` of a ``torch.distributed`` run for an imbalance ``policy``.
+
+    ``"balanced_sampling"`` gives MONAI's :py:class:`~monai.data.DistributedWeightedRandomSampler` with the weights
+    of :py:func:`balanced_sampler_weights`: each rank draws, with replacement, from its own shard of the dataset with
+    every class equally likely; the other policies give a shuffling :py:class:`~monai.data.DistributedSampler`. Both
+    are even-divisible (every rank runs the same number of iterations) and have ``set_epoch``.
+
+    Args:
+        policy: one of :py:data:`IMBALANCE_POLICIES`.
+        dataset: the training dataset.
+        labels: its class labels, one per item (as for :py:func:`balanced_sampler_weights`).
+        num_replicas: number of ranks; by default the size of the initialised process group.
+        rank: this process's rank; by default read from the initialised process group.
+    """
+    if look_up_option(policy, IMBALANCE_POLICIES) != "balanced_sampling":
+        return DistributedSampler(dataset, even_divisible=True, num_replicas=num_replicas, rank=rank, shuffle=True)
+    weights = balanced_sampler_weights(labels)
+    if len(weights) != len(dataset):  # type: ignore[arg-type]
+        raise ValueError(f"labels must give one label per dataset item, got {len(weights)} labels for "
+                         f"{len(dataset)} items.")  # type: ignore[arg-type]
+    return DistributedWeightedRandomSampler(
+        dataset, weights.tolist(), even_divisible=True, num_replicas=num_replicas, rank=rank
+    )
 
 
 def metric_score(name: str) -> Callable[[Any], float]:

@@ -296,6 +296,42 @@ def test_sampler_learning_rate_group(name, sampler, scale):
     assert sorted(map(id, sampler_group["params"] + rest_group["params"])) == sorted(map(id, network.parameters()))
 
 
+def parse_bundle(name: str, configs: list[str], **overrides) -> "monai_bundle.ConfigParser":
+    parser = monai_bundle.ConfigParser()
+    parser.read_config([str(bundle_dir(name) / "configs" / c) for c in configs])
+    parser.update({"device": "$torch.device('cpu')", **overrides})
+    return parser
+
+
+def test_network_widths_come_from_the_code():
+    """num_classes is the length of class_names, and the head's input width is the backbone's (not a repeated 576):
+    three class names and a narrower MobileNetV3-Small give a working 3-class network; the 3D ResNet gives 512."""
+    parser = parse_bundle("synthetic", TRAIN, class_names=["a", "b", "c"], **{"backbone#width_mult": 0.5})
+    network = parser.get_parsed_content("network_def")
+    assert network.backbone.out_features != 576
+    assert network.head[1].in_features == network.backbone.out_features and network.head[1].out_features == 3
+    assert network.eval()(torch.rand(1, 1, 32, 32, 32)).shape == (1, 3)
+    resnet = parse_bundle("vesselmnist3d", ["train.json", "backbone_resnet3d.json"]).get_parsed_content("network_def")
+    assert resnet.head[1].in_features == 512 and resnet.head[1].out_features == 2
+
+
+@pytest.mark.parametrize("imbalance, expected", [("balanced_sampling", "DistributedWeightedRandomSampler"),
+                                                 ("weighted_loss", "DistributedSampler")])
+def test_multi_gpu_train_sampler_keeps_the_imbalance_policy(imbalance, expected, tmp_path):
+    """Under torchrun the train sampler still follows --imbalance (it used to be a plain DistributedSampler)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        parser = parse_bundle("synthetic", ["train.json", "multi_gpu_train.json"], imbalance=imbalance, num_train=8,
+                              num_frames=8, frame_size=16)
+        sampler = parser.get_parsed_content("train#dataloader#sampler")
+        assert type(sampler).__name__ == expected and len(sampler) == 8
+        assert parser.get_parsed_content("train#dataloader#shuffle") is False
+    finally:
+        dist.destroy_process_group()
+
+
 # ------------------------------------------------------------------------------------ metadata, generator
 
 

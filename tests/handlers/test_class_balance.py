@@ -57,3 +57,29 @@ def test_balanced_sampler_weights():
     assert 0.45 < float(drawn.float().mean()) < 0.55
     with pytest.raises(ValueError, match="lie in"):
         balanced_sampler_weights([0, 3], num_classes=2)
+
+
+def test_distributed_data_sampler_balances_classes_on_every_rank():
+    from monai.data import DistributedSampler, DistributedWeightedRandomSampler
+
+    from monai_das.engines import distributed_data_sampler
+
+    labels = [0] * 90 + [1] * 10  # 10 % class 1
+    dataset = list(range(100))
+    torch.manual_seed(0)
+    samplers = [distributed_data_sampler("balanced_sampling", dataset, labels, num_replicas=2, rank=r) for r in (0, 1)]
+    drawn = []
+    for epoch in range(40):
+        shares = []
+        for sampler in samplers:
+            assert isinstance(sampler, DistributedWeightedRandomSampler) and len(sampler) == 50
+            sampler.set_epoch(epoch)
+            shares.append(list(sampler))
+        assert not set(shares[0]) & set(shares[1])  # the ranks draw from disjoint shards
+        drawn += shares[0] + shares[1]
+    assert 0.4 < np.mean([labels[i] for i in drawn]) < 0.6  # about half class 1, not 10 %
+    plain = [distributed_data_sampler("weighted_loss", dataset, labels, num_replicas=2, rank=r) for r in (0, 1)]
+    assert all(type(s) is DistributedSampler for s in plain)
+    assert sorted(list(plain[0]) + list(plain[1])) == dataset  # a shuffled partition: class 1 stays at 10 %
+    with pytest.raises(ValueError, match="one label per dataset item"):
+        distributed_data_sampler("balanced_sampling", dataset[:50], labels, num_replicas=2, rank=0)

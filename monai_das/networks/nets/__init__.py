@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from .adps import ADPSampler
-from .classifier import SubsampledClassifier
+from .classifier import SubsampledClassifier, backbone_width
 from .das import DASampler
 from .dps import DPSampler
 from .factory import SAMPLER_NAMES, get_sampler, samples_for_ratio
@@ -21,6 +21,7 @@ __all__ = [
     "SamplerOutput",
     "SubsampledClassifier",
     "UniformSampler",
+    "backbone_width",
     "get_sampler",
     "samples_for_ratio",
 ]

@@ -77,4 +77,4 @@ class ADPSampler(FrameSampler):
             picks.append(index)
             step_logits.append(logits)
         weights, indices = sort_picks(torch.stack(rows, dim=1), torch.stack(picks, dim=1))
-        return SamplerOutput(self.apply(x, weights, indices), weights, indices, torch.stack(step_logits, dim=1), None)
+        return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, torch.stack(step_logits, dim=1), None)

@@ -8,9 +8,44 @@ from torch import nn
 
 from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
 
-__all__ = ["SubsampledClassifier"]
+__all__ = ["SubsampledClassifier", "backbone_width"]
 
 POOLINGS = ("mean", "max", "attention")
+
+
+def backbone_width(backbone: nn.Module, backbone_dims: int = 2, depth: int = 8) -> int:
+    """The width of the features ``backbone`` returns: its ``out_features`` attribute, else one dry run.
+
+    The dry run feeds zeros ``(2, C, 32, 32)`` (``(2, C, depth, 32, 32)`` when ``backbone_dims=3``) in eval mode
+    without gradient, with ``C`` the ``in_channels`` of the backbone's first convolution; the training mode is
+    restored afterwards.
+
+    Raises:
+        TypeError: when the backbone has neither ``out_features`` nor a convolution to read ``C`` from, or does not
+            return ``(N, width)`` features.
+    """
+    width = getattr(backbone, "out_features", None)
+    if isinstance(width, int) and not isinstance(width, bool):
+        return width
+    conv = next((m for m in backbone.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    if conv is None:
+        raise TypeError(
+            f"cannot infer feature_dim: the backbone {type(backbone).__name__} has no out_features attribute and no "
+            "convolution to read its input channels from; pass feature_dim."
+        )
+    param = conv.weight
+    shape = (2, conv.in_channels, depth, 32, 32) if backbone_dims == 3 else (2, conv.in_channels, 32, 32)
+    mode = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            out = backbone(torch.zeros(shape, dtype=param.dtype, device=param.device))
+    finally:
+        backbone.train(mode)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TypeError(f"the backbone must return (N, feature_dim) features, got {got} for an input {shape}.")
+    return int(out.shape[1])
 
 
 class SubsampledClassifier(nn.Module):
@@ -29,10 +64,15 @@ class SubsampledClassifier(nn.Module):
         sampler: any :py:class:`FrameSampler`.
         backbone: maps ``(N, C, H, W)`` (or ``(B, C, k, H, W)`` when ``backbone_dims=3``) to ``(N, feature_dim)``.
         num_classes: number of classes (>= 1).
-        feature_dim: size of the backbone's output features.
-        pooling: ``"mean"``, ``"max"`` or ``"attention"`` (2D backbones only).
+        feature_dim: size of the backbone's output features; ``None`` (default) reads it from the backbone
+            (:py:func:`backbone_width`). A given value must match the backbone's ``out_features`` when it has one.
+        pooling: ``"mean"``, ``"max"`` or ``"attention"`` (2D backbones only: a 3D backbone is not pooled).
         dropout: dropout before the head, in [0, 1).
         backbone_dims: 2 or 3.
+
+    Raises:
+        ValueError: for a ``feature_dim`` that differs from the backbone's width (at construction when the backbone
+            has ``out_features``, else at the first forward), or ``pooling="attention"`` with ``backbone_dims=3``.
 
     Shape:
         input ``(B, C, T, H, W)``, output ``(B, num_classes)`` logits.
@@ -43,7 +83,7 @@ class SubsampledClassifier(nn.Module):
         sampler: FrameSampler,
         backbone: nn.Module,
         num_classes: int,
-        feature_dim: int = 576,
+        feature_dim: int | None = None,
         pooling: str = "mean",
         dropout: float = 0.2,
         backbone_dims: int = 2,
@@ -51,16 +91,30 @@ class SubsampledClassifier(nn.Module):
         super().__init__()
         if not isinstance(sampler, FrameSampler):
             raise TypeError(f"sampler must be a monai_das FrameSampler, got {type(sampler).__name__}.")
-        if num_classes < 1 or feature_dim < 1:
+        if num_classes < 1 or (feature_dim is not None and feature_dim < 1):
             raise ValueError(f"num_classes and feature_dim must be >= 1, got {num_classes} and {feature_dim}.")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         if backbone_dims not in (2, 3):
             raise ValueError(f"backbone_dims must be 2 or 3, got {backbone_dims}.")
+        self.pooling = look_up_option(pooling, POOLINGS)
+        if self.pooling == "attention" and backbone_dims == 3:
+            raise ValueError(
+                "pooling='attention' needs a 2D backbone (backbone_dims=2): a 3D backbone sees the k frames as one "
+                "volume and nothing is pooled, so the attention head would never be used."
+            )
+        declared = getattr(backbone, "out_features", None)
+        if feature_dim is None:
+            feature_dim = backbone_width(backbone, backbone_dims, depth=max(sampler.num_samples, 8))
+        elif isinstance(declared, int) and declared != feature_dim:
+            raise ValueError(
+                f"feature_dim={feature_dim} does not match the backbone's width: {type(backbone).__name__} returns "
+                f"{declared} features (out_features); pass feature_dim={declared} or leave it out."
+            )
         self.sampler = sampler
         self.backbone = backbone
-        self.pooling = look_up_option(pooling, POOLINGS)
         self.backbone_dims = backbone_dims
+        self.feature_dim = feature_dim
         self.attention = (
             nn.Sequential(nn.Linear(feature_dim, 128), nn.Tanh(), nn.Linear(128, 1)) if self.pooling == "attention"
             else None
@@ -68,15 +122,25 @@ class SubsampledClassifier(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_classes))
         self.last_sampler_output: SamplerOutput | None = None
 
+    def check_width(self, feats: torch.Tensor) -> torch.Tensor:
+        """Return the backbone's ``(N, D)`` features, after checking eagerly that ``D == feature_dim``."""
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing() and feats.shape[-1] != self.feature_dim:
+            raise ValueError(
+                f"the backbone returned features of width {feats.shape[-1]} (shape {tuple(feats.shape)}) but the "
+                f"classifier was built for feature_dim={self.feature_dim}; pass feature_dim={feats.shape[-1]} or "
+                "leave it out to read it from the backbone."
+            )
+        return feats
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.sampler(x)
         if not torch.jit.is_scripting():
             self.last_sampler_output = out
         frames = out.frames  # (B, C, k, H, W)
         if self.backbone_dims == 3:
-            return self.head(self.backbone(frames))
+            return self.head(self.check_width(self.backbone(frames)))
         b, c, k, h, w = frames.shape
-        feats = self.backbone(frames.transpose(1, 2).reshape(b * k, c, h, w)).reshape(b, k, -1)  # (B, k, D)
+        feats = self.check_width(self.backbone(frames.transpose(1, 2).reshape(b * k, c, h, w))).reshape(b, k, -1)
         if self.attention is not None:
             pooled = (torch.softmax(self.attention(feats), dim=1) * feats).sum(dim=1)
         elif self.pooling == "max":

@@ -145,4 +145,4 @@ class DASampler(FrameSampler):
         if self.training:
             scores = scores + gumbel_noise(list(scores.shape), scores)
         weights, indices = straight_through_topk(scores)
-        return SamplerOutput(self.apply(x, weights, indices), weights, indices, tau[:, None, None] * logits, tau)
+        return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, tau[:, None, None] * logits, tau)

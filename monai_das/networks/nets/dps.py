@@ -47,4 +47,4 @@ class DPSampler(FrameSampler):
         if self.training:
             scores = scores + gumbel_noise([b, 1, self.num_frames], scores)  # one draw shared by the k rows
         weights, indices = straight_through_topk(scores / self.temperature)
-        return SamplerOutput(self.apply(x, weights, indices), weights, indices, logits / self.temperature, None)
+        return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, logits / self.temperature, None)

@@ -38,7 +38,7 @@ class UniformSampler(FrameSampler):
         positions = (torch.arange(self.num_samples, device=x.device, dtype=torch.float64) + 0.5) * t / self.num_samples
         indices = positions.floor().long().expand(b, self.num_samples)
         weights = _one_hot_rows(indices, t, x.dtype)
-        return SamplerOutput(self.apply(x, weights, indices), weights, indices, None, None)
+        return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, None, None)
 
 
 class RandomSampler(FrameSampler):
@@ -73,4 +73,4 @@ class RandomSampler(FrameSampler):
         self.validate(x)
         indices = self._draw(x.shape[0], x.shape[2]).to(x.device)
         weights = _one_hot_rows(indices, x.shape[2], x.dtype)
-        return SamplerOutput(self.apply(x, weights, indices), weights, indices, None, None)
+        return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, None, None)

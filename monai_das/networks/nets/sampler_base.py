@@ -89,8 +89,11 @@ class FrameSampler(nn.Module):
             self.check_input(x)
 
     @staticmethod
-    def apply(x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    def gather_frames(x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Apply the sampling matrix along T: ``(B, C, T, H, W)`` -> ``(B, C, k, H, W)``.
+
+        (Not called ``apply``: that name is ``nn.Module.apply(fn)``, which initialisers such as
+        ``net.apply(init_fn)`` rely on.)
 
         When no gradient is needed the frames are gathered by index, which costs nothing; otherwise the product
         with ``P`` carries the straight-through gradient to the sampler.

@@ -245,3 +245,58 @@ def test_samplers_of_every_kind_are_accepted():
     for sampler in (DASampler(2), DPSampler(2, 6), ADPSampler(2, 6), UniformSampler(2), RandomSampler(2),
                     FullSequence()):
         assert SubsampledClassifier(sampler, tiny_backbone(1), 2, feature_dim=8).sampler is sampler
+
+
+# ---- API traps ------------------------------------------------------------------------------------------------------
+
+
+@parameterized.expand([(n,) for n in NAMES + ["das_segments"]])
+def test_module_apply_initialises_every_sampler_and_the_classifier(name):
+    """``nn.Module.apply(fn)`` is not shadowed: an initialiser reaches every Linear of the sampler and the classifier."""
+
+    def zero_linears(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.zeros_(module.weight)
+
+    kwargs = {"in_channels": 1, "hidden_size": 16} if name in ("das", "das_segments", "adps") else {}
+    sampler = get_sampler(name, 3, num_frames=8, **kwargs)
+    assert sampler.apply(zero_linears) is sampler
+    net = SubsampledClassifier(get_sampler(name, 3, num_frames=8, **kwargs), tiny_backbone(1), 2, pooling="attention")
+    assert net.apply(zero_linears) is net
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) >= 3  # attention pooling (2) + head
+    assert all(m.weight.abs().sum() == 0 for m in linears)
+
+
+def test_feature_dim_is_read_from_the_backbone():
+    # out_features attribute (MobileNetV3Small), a dry run of a 2D backbone and of a 3D backbone
+    assert SubsampledClassifier(UniformSampler(2), MobileNetV3Small(1, num_classes=0), 2).head[1].in_features == 576
+    backbone = tiny_backbone(2, dim=5).train()
+    net = SubsampledClassifier(UniformSampler(2), backbone, 3)
+    assert net.feature_dim == 5 and net.head[1].in_features == 5
+    assert backbone.training  # the dry run restores the mode
+    assert net(data(2, 2, 6)).shape == (2, 3)
+    net3d = SubsampledClassifier(UniformSampler(4), tiny_backbone_3d(1, dim=7), 2, backbone_dims=3)
+    assert net3d.feature_dim == 7 and net3d(data(2, 1, 6)).shape == (2, 2)
+
+
+def test_feature_dim_mismatch_names_both_widths():
+    with pytest.raises(ValueError, match=r"feature_dim=8 .*returns 576 features"):
+        SubsampledClassifier(UniformSampler(2), MobileNetV3Small(1, num_classes=0), 2, feature_dim=8)
+    # a backbone without out_features: the first forward reports both widths, not a matmul shape error
+    net = SubsampledClassifier(UniformSampler(2), tiny_backbone(1, dim=8), 2, feature_dim=5)
+    with pytest.raises(ValueError, match=r"width 8 .*feature_dim=5"):
+        net(data(1, 1, 6))
+    net3d = SubsampledClassifier(UniformSampler(2), tiny_backbone_3d(1, dim=6), 2, feature_dim=4, backbone_dims=3)
+    with pytest.raises(ValueError, match=r"width 6 .*feature_dim=4"):
+        net3d(data(1, 1, 6))
+
+
+def test_feature_dim_cannot_be_inferred_without_a_convolution():
+    with pytest.raises(TypeError, match="feature_dim"):
+        SubsampledClassifier(UniformSampler(2), nn.Flatten(), 2)
+
+
+def test_attention_pooling_is_rejected_with_a_3d_backbone():
+    with pytest.raises(ValueError, match="attention.*backbone_dims=2"):
+        SubsampledClassifier(UniformSampler(2), tiny_backbone_3d(1), 2, pooling="attention", backbone_dims=3)
