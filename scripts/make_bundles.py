@@ -183,6 +183,7 @@ def train_config(spec: dict) -> dict:
         "ckpt_path": "$@output_dir + '/model.pt'",
         "last_ckpt_path": "$@output_dir + '/last.pt'",
         "resume": False,
+        "overwrite": False,
         "log_dir": "$@output_dir + '/logs'",
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "seed": 0,
@@ -277,7 +278,8 @@ def train_config(spec: dict) -> dict:
                  "tag_name": "train_loss", "output_transform": "$monai.handlers.from_engine(['loss'], first=True)"},
                 # last: writes the epoch's state once validation, lr step, early stopping and best model are done
                 {"_target_": "monai_das.handlers.TrainingStateCheckpoint", "path": "@last_ckpt_path",
-                 "resume": "@resume", "map_location": "@device",
+                 "resume": "@resume", "map_location": "@device", "overwrite": "@overwrite",
+                 "protect": ["@ckpt_path"],
                  "save_dict": {"model": "@network", "optimizer": "@optimizer", "lr_scheduler": "@lr_scheduler",
                                "early_stop": "@validate#early_stop", "best_saver": "@validate#best_saver",
                                "validator": "@validate#evaluator"}},
@@ -622,7 +624,9 @@ python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filep
 
 `train` writes `outputs/model.pt` (best validation AUC; `--checkpoint_metric val_loss` for the paper's choice),
 `outputs/last.pt` (the whole training state after every epoch, written atomically: the same command with
-`--resume True` continues an interrupted run from it) and TensorBoard logs in `outputs/logs`;
+`--resume True` continues an interrupted run from it) and TensorBoard logs in `outputs/logs`. A second `train` on a
+finished `outputs/` stops with an error instead of replacing its `model.pt` (`--resume True` continues it,
+`--overwrite True` replaces it), and two runs at once into one folder are stopped by a lock (`outputs/last.pt.lock`);
 `evaluate` writes `outputs/eval/metrics.csv` (test AUC, balanced accuracy,
 accuracy, unweighted cross-entropy loss; it needs only the test split); `inference` writes `outputs/predictions.csv`: per input its class probabilities, the predicted class
 and the indices of the picked frames.
@@ -647,6 +651,7 @@ CPU core at 14 x 28 x 28, so train it on a GPU.
 | `--pooling` | `mean` | pooling over the picked frames: `mean`, `max` or `attention` |
 | `--batch_size` | `16` | batch size |
 | `--resume` | `False` | `True`: continue from `outputs/last.pt` (error if missing); `auto`: continue if it exists |
+| `--overwrite` | `False` | `True`: a fresh run may replace a finished run's `model.pt` and `last.pt` |
 | `--device` | GPU if available | e.g. `"$torch.device('cpu')"` |
 
 The paper's exact protocol is `--learning_rate 0.0001 --imbalance none --checkpoint_metric val_loss` (with flips

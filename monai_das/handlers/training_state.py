@@ -9,10 +9,11 @@ complete state, never a half-written one. The best-model checkpoint gets the sam
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from monai.handlers.checkpoint_saver import CheckpointSaver
 from monai.handlers.earlystop_handler import EarlyStopHandler
 from monai.utils import IgniteInfo, min_version, optional_import
 
+fcntl, has_fcntl = optional_import("fcntl")  # POSIX only: without it runs are not locked
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 DiskSaver, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "DiskSaver")
 EarlyStopping, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EarlyStopping")
@@ -196,6 +198,14 @@ class TrainingStateCheckpoint:
     Random number generators are not restored: a resumed run is as deterministic as a fresh one, but not bitwise
     identical to the run that was never interrupted.
 
+    A fresh run (``resume=False``) never replaces a finished run's files without ``overwrite=True``: when ``path``
+    says its run finished (all its epochs, or stopped early), or a ``protect`` file (the best ``model.pt``) exists
+    without ``path``, the trainer stops at ``STARTED`` with ``FileExistsError`` before anything is written. Files of
+    an interrupted run are replaced with a warning. While the trainer runs, rank 0 holds an exclusive lock
+    (``fcntl.flock``, POSIX) on ``<path>.lock``, so a second run into the same folder fails at once instead of
+    mixing its files with the first one's; the lock goes with the process. Temporary files that a killed write left
+    behind (``.<name>.*.tmp`` of ``path`` and ``protect``) are removed once the lock is held.
+
     Args:
         path: the file, e.g. ``<output_dir>/last.pt``.
         save_dict: ``{name: object}`` of what to save and restore besides the trainer. ``None`` values are skipped
@@ -206,11 +216,15 @@ class TrainingStateCheckpoint:
         map_location: ``torch.load``'s ``map_location`` (the training device).
         save_interval: write every this many epochs (and at the last one).
         name: logger name; default: the trainer's logger.
+        overwrite: let a fresh run replace a finished run's files.
+        protect: other files of the run that a fresh run would replace (e.g. ``<output_dir>/model.pt``).
 
     Raises:
         ValueError: for a ``resume`` outside (False, True, "auto"), or (on resume) a file that is not a training
             state, or that has done more epochs than the trainer's ``max_epochs``.
         FileNotFoundError: on resume with ``resume=True`` and no file at ``path``.
+        FileExistsError: for a fresh run on a finished run's files without ``overwrite``.
+        RuntimeError: when another process holds the lock of ``path`` (another run trains into the same folder).
         RuntimeError: on resume into a network whose parameters do not match the saved ones (``load_state_dict``).
     """
 
@@ -222,6 +236,8 @@ class TrainingStateCheckpoint:
         map_location: Any = "cpu",
         save_interval: int = 1,
         name: str | None = None,
+        overwrite: bool = False,
+        protect: Sequence[str | os.PathLike] = (),
     ) -> None:
         if isinstance(resume, str) and resume.lower() in ("true", "false", "auto"):
             resume = {"true": True, "false": False, "auto": "auto"}[resume.lower()]
@@ -237,12 +253,82 @@ class TrainingStateCheckpoint:
         self.map_location = map_location
         self.save_interval = save_interval
         self.logger = logging.getLogger(name) if name is not None else None
+        self.overwrite = overwrite
+        self.protect = [os.fspath(p) for p in protect]
+        self._lock_file: Any = None
 
     def attach(self, engine: Engine) -> None:
         if self.logger is None:
             self.logger = engine.logger
         engine.add_event_handler(Events.STARTED, self.load)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+        engine.add_event_handler(Events.COMPLETED, self.unlock)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._exception_raised)
+
+    # ---- the run's folder -----------------------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the exclusive lock of ``<path>.lock`` (rank 0; a no-op where ``fcntl`` is missing or already held),
+        then remove temporary files left by killed writes.
+
+        Raises:
+            RuntimeError: when another process holds it.
+        """
+        if _rank() != 0 or self._lock_file is not None or not has_fcntl:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        lock_file = open(f"{self.path}.lock", "a+")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "unknown"
+            lock_file.close()
+            raise RuntimeError(f"another run (pid {holder}) is training into {os.path.dirname(self.path)} (it holds "
+                               f"{self.path}.lock): wait for it to end, or choose another --output_dir.") from e
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        self._lock_file = lock_file
+        for target in (self.path, *self.protect):
+            folder, name = os.path.split(os.path.abspath(target))
+            for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
+                self.logger.warning(f"removing {tmp}: a temporary file left by a killed write.")
+                os.remove(tmp)
+
+    def unlock(self, engine: Engine | None = None) -> None:
+        """Release the lock (when the trainer completes or raises; a process that ends releases it too)."""
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _exception_raised(self, engine: Engine, e: BaseException) -> None:
+        self.unlock()
+        raise e  # ignite re-raises only when no handler is registered for EXCEPTION_RAISED
+
+    def _check_fresh_start(self) -> None:
+        """Refuse (``FileExistsError``) a fresh run on a finished run's files without ``overwrite``; warn when it
+        replaces an interrupted run's files."""
+        existing = [p for p in (self.path, *self.protect) if os.path.isfile(p)]
+        if not existing:
+            return
+        finished = True  # a best model without a training state: nothing says it may go
+        if os.path.isfile(self.path):
+            state = read_training_state(self.path)
+            max_epochs = state["trainer"].get("max_epochs")
+            finished = bool(state["early_stopped"]) or (max_epochs is not None and state["epoch"] >= max_epochs)
+        names = ", ".join(os.path.basename(p) for p in existing)
+        if finished and not self.overwrite:
+            raise FileExistsError(
+                f"{os.path.dirname(os.path.abspath(self.path))} holds a finished run ({names}); a fresh run would "
+                "replace them. Pass --resume True to continue it (raise --epochs to train longer), --overwrite True "
+                "to start afresh and replace them, or another --output_dir."
+            )
+        if _rank() == 0:
+            self.logger.warning(f"{names} in {os.path.dirname(os.path.abspath(self.path))} will be overwritten: this "
+                                "run starts afresh (resume=False). Pass --resume True to continue it instead.")
 
     # ---- writing --------------------------------------------------------------------------------------------------
 
@@ -271,12 +357,16 @@ class TrainingStateCheckpoint:
     # ---- resuming -------------------------------------------------------------------------------------------------
 
     def load(self, engine: Engine) -> None:
+        self.lock()
+        try:
+            self._start(engine)
+        except BaseException:
+            self.unlock()
+            raise
+
+    def _start(self, engine: Engine) -> None:
         if self.resume is False:
-            if os.path.isfile(self.path) and _rank() == 0:
-                self.logger.warning(
-                    f"{self.path} exists and will be overwritten: this run starts afresh (resume=False). "
-                    "Pass --resume True to continue it instead."
-                )
+            self._check_fresh_start()
             return
         if self.resume == "auto" and not os.path.isfile(self.path):
             self.logger.info(f"resume='auto': no {self.path} yet, starting afresh.")

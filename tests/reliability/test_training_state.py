@@ -15,7 +15,7 @@ from ignite.handlers import EarlyStopping  # noqa: E402
 DATA = [torch.ones(2, 3)] * 3  # 3 iterations per epoch
 
 
-def make_trainer(path, resume, max_epochs, scores=None, patience=5):
+def make_trainer(path, resume, max_epochs, scores=None, patience=5, **kwargs):
     """A trainer with a model, an optimizer, a scheduler and early stopping on ``scores[epoch - 1]``; it records the
     epochs it trains in ``trainer.trained``."""
     torch.manual_seed(0)
@@ -38,7 +38,7 @@ def make_trainer(path, resume, max_epochs, scores=None, patience=5):
     stopper = EarlyStopping(patience=patience, score_function=lambda e: scores[e.state.epoch - 1], trainer=trainer)
     trainer.add_event_handler(ignite_engine.Events.EPOCH_COMPLETED, stopper)
     handler = TrainingStateCheckpoint(path, {"model": model, "optimizer": optimizer, "lr_scheduler": scheduler,
-                                             "early_stop": stopper}, resume=resume)
+                                             "early_stop": stopper}, resume=resume, **kwargs)
     handler.attach(trainer)
     trainer.max_epochs_wanted = max_epochs
     return trainer, model, optimizer, scheduler, stopper
@@ -94,9 +94,11 @@ def test_resume_options(tmp_path, caplog):
     assert run(make_trainer(path, "auto", 3)[0]).trained == [3]
     with pytest.raises(ValueError, match=r"holds 3 finished epochs, more than this trainer's max_epochs \(2\)"):
         run(make_trainer(path, True, 2)[0])
+    with pytest.raises(FileExistsError, match=r"holds a finished run \(last.pt\); a fresh run would replace them"):
+        run(make_trainer(path, False, 1)[0])
     with caplog.at_level("WARNING"):
-        assert run(make_trainer(path, False, 1)[0]).trained == [1]
-    assert "exists and will be overwritten" in caplog.text
+        assert run(make_trainer(path, False, 1, overwrite=True)[0]).trained == [1]
+    assert "last.pt in " in caplog.text and "will be overwritten" in caplog.text
     with pytest.raises(ValueError, match="resume must be False, True or 'auto', got 'yes'"):
         TrainingStateCheckpoint(path, {}, resume="yes")
 

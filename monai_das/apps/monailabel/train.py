@@ -321,6 +321,7 @@ class DASClassificationTrainTask(TrainTask):
             "device": torch.device(device),
             "num_workers": 0,
             "resume": False,
+            "overwrite": True,  # the task's own work folder: the previous run's model was published already
         }
         logger.info("training %s on %d images (%d for validation), %d epoch(s), %s", self.bundle.name,
                     len(train_items), len(val_items), epochs, device)
