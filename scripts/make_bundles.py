@@ -176,6 +176,10 @@ def bundle_specs() -> dict[str, dict]:
     return specs
 
 
+# an empty validation split, or one without every class (AUC NaN), stops the training before it starts
+CHECK_VALIDATION = "$monai_das.engines.check_validation_labels(@val_labels, @num_classes, @checkpoint_metric)"
+
+
 def train_config(spec: dict) -> dict:
     params = {
         "bundle_root": ".",
@@ -212,6 +216,7 @@ def train_config(spec: dict) -> dict:
             for split, transform in (("train", preprocessing), ("val", "@validate#preprocessing"))
         }
         datasets["train_labels"] = "$@train_dataset.data.labels"
+        datasets["val_labels"] = "$@val_dataset.data.labels"
         deterministic = VIDEO_DETERMINISTIC
     else:
         datasets = {
@@ -219,6 +224,7 @@ def train_config(spec: dict) -> dict:
             for split, transform in (("train", preprocessing), ("val", "@validate#preprocessing"))
         }
         datasets["train_labels"] = "$@train_dataset.labels"
+        datasets["val_labels"] = "$@val_dataset.labels"
         deterministic = []
     ensure_type = {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"}
     extra_metrics = spec.get("extra_metrics", {})
@@ -353,7 +359,7 @@ def train_config(spec: dict) -> dict:
                 "amp": False,
             },
         },
-        "initialize": ["$@set_seed", "$os.makedirs(@output_dir, exist_ok=True)"],
+        "initialize": ["$@set_seed", "$os.makedirs(@output_dir, exist_ok=True)", CHECK_VALIDATION],
         "run": ["$@validate#early_stop.set_trainer(@train#trainer)", "$@train#trainer.run()"],
         "finalize": [],
     }
@@ -431,6 +437,7 @@ def multi_gpu_config() -> dict:
             "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
             "$@set_seed",
             "$os.makedirs(@output_dir, exist_ok=True)",
+            CHECK_VALIDATION,
         ],
         "run": [
             "$@validate#early_stop.set_trainer(@train#trainer)",

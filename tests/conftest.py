@@ -12,3 +12,12 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def restore_torch_state():
+    """In-process bundle runs call ``monai.utils.set_determinism``; undo it afterwards."""
+    yield
+    from monai.utils import set_determinism
+
+    set_determinism(seed=None)

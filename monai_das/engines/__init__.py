@@ -7,6 +7,7 @@ from .distributed import teardown_distributed
 from .training_recipe import (
     IMBALANCE_POLICIES,
     balanced_data_sampler,
+    check_validation_labels,
     distributed_data_sampler,
     logits_and_labels,
     loss_weights,
@@ -18,6 +19,7 @@ __all__ = [
     "IMBALANCE_POLICIES",
     "balanced_data_sampler",
     "balanced_sampler_weights",
+    "check_validation_labels",
     "class_weights",
     "distributed_data_sampler",
     "logits_and_labels",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from monai.data import DistributedSampler, DistributedWeightedRandomSampler
 from monai.utils import look_up_option
 from torch.utils.data import Dataset, WeightedRandomSampler
 
-from monai_das.engines.class_balance import balanced_sampler_weights, class_weights
+from monai_das.engines.class_balance import _class_indices, balanced_sampler_weights, class_weights
 
 __all__ = [
     "IMBALANCE_POLICIES",
@@ -18,6 +20,7 @@ __all__ = [
     "balanced_data_sampler",
     "distributed_data_sampler",
     "metric_score",
+    "check_validation_labels",
     "logits_and_labels",
     "probabilities_and_labels",
 ]
@@ -25,6 +28,8 @@ __all__ = [
 #: ``"weighted_loss"``: inverse-frequency class weights in the cross-entropy; ``"balanced_sampling"``: every class
 #: drawn equally often by a WeightedRandomSampler; ``"none"``: plain loss and shuffling (the paper's setting).
 IMBALANCE_POLICIES = ("weighted_loss", "balanced_sampling", "none")
+
+logger = logging.getLogger(__name__)
 
 
 def loss_weights(policy: str, labels: Any, num_classes: int, device: Any = None) -> torch.Tensor | None:
@@ -80,6 +85,38 @@ def metric_score(name: str) -> Callable[[Any], float]:
         return sign * float(engine.state.metrics[name])
 
     return score
+
+
+def check_validation_labels(labels: Any, num_classes: int, checkpoint_metric: str) -> None:
+    """Check the validation split before training (the bundles call it in ``initialize``).
+
+    An empty split would train without ever writing ``model.pt``; a split that lacks a class has an undefined AUC
+    (NaN every epoch), so ``model.pt`` would stay at epoch 1 and early stopping would never fire.
+
+    Args:
+        labels: the validation labels, one per input (class indices ``(N,)`` / ``(N, 1)`` or one-hot rows).
+        num_classes: the number of classes.
+        checkpoint_metric: the metric that picks ``model.pt`` and drives early stopping.
+
+    Raises:
+        ValueError: for an empty split, or one that lacks a class when ``checkpoint_metric`` is an AUC (otherwise a
+            warning says that the logged AUC is NaN).
+    """
+    if labels is None or len(labels) == 0:
+        raise ValueError("the validation split is empty: no model.pt would be written and nothing would stop the "
+                         "training early. Give the validation split some inputs (e.g. --num_val, or the dataset's "
+                         "val split).")
+    counts = np.bincount(_class_indices(labels, num_classes), minlength=num_classes)
+    missing = [i for i in range(num_classes) if counts[i] == 0]
+    if not missing:
+        return
+    message = (f"the validation split ({len(labels)} inputs, per class {counts.tolist()}) lacks class(es) {missing}: "
+               "its AUC is undefined (NaN) every epoch")
+    if "auc" in checkpoint_metric.lower():
+        raise ValueError(f"{message}, so checkpoint_metric '{checkpoint_metric}' would keep model.pt at epoch 1 and "
+                         "early stopping would never fire. Use a validation split that holds every class, or "
+                         "--checkpoint_metric val_loss.")
+    logger.warning("%s (the checkpoint metric '%s' still works).", message, checkpoint_metric)
 
 
 def _stack(items: Sequence[dict], key: str) -> torch.Tensor:

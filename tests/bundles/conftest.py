@@ -1,4 +1,4 @@
-"""Fixtures of the bundle tests: the tiny data sets (written by ``bundle_test_data``) and torch-state hygiene."""
+"""Fixtures of the bundle tests: the tiny data sets (written by ``bundle_test_data``)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,3 @@ def bundle_data(tmp_path_factory) -> dict[str, str]:
     busv = str(tmp_path_factory.mktemp("busv"))
     write_busv(busv)
     return {"medmnist": medmnist, "covid_blues": covid, "busv": busv}
-
-
-@pytest.fixture
-def restore_torch_state():
-    """In-process bundle runs call ``monai.utils.set_determinism``; undo it afterwards."""
-    yield
-    from monai.utils import set_determinism
-
-    set_determinism(seed=None)

@@ -34,15 +34,7 @@ def refused(expected: type, pattern: str, out, **overrides) -> None:
     assert any(isinstance(c, expected) and re.search(pattern, str(c)) for c in chain), chain
 
 
-@pytest.fixture
-def no_determinism():
-    yield
-    from monai.utils import set_determinism
-
-    set_determinism(seed=None)
-
-
-def test_rerun_on_a_finished_folder_keeps_the_best_model(tmp_path, no_determinism):
+def test_rerun_on_a_finished_folder_keeps_the_best_model(tmp_path, restore_torch_state):
     out = tmp_path / "outputs"
     run_workflow("synthetic", TRAIN, output_dir=str(out), **TINY)
     model, last = out / "model.pt", out / "last.pt"
@@ -74,7 +66,7 @@ def test_rerun_on_a_finished_folder_keeps_the_best_model(tmp_path, no_determinis
     assert not any(f.exists() for f in stale)
 
 
-def test_a_second_run_into_the_same_folder_is_stopped(tmp_path, no_determinism):
+def test_a_second_run_into_the_same_folder_is_stopped(tmp_path, restore_torch_state):
     out = tmp_path / "outputs"
     log = tmp_path / "first.log"
     first = start_bundle("synthetic", run_args(["train.json"], *TINY_SYNTHETIC, "--epochs", "1000", "--output_dir",

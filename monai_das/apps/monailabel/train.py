@@ -15,9 +15,10 @@ Images without a label are left out.
 The task runs the bundle's ``configs/train.json`` in-process with :class:`monai.bundle.ConfigWorkflow` (MONAI Label
 already runs every training in a subprocess of its own), overriding ``train_dataset`` / ``val_dataset`` with a
 :class:`SequenceListDataset` of the labelled images, read and resampled to the bundle's ``[T, H, W]`` exactly as at
-inference (:func:`monai_das.apps.predict.prepare_sequence`), and ``output_dir`` with a work folder. Validation: every
-5th labelled image (sorted by id) when there are at least 5 of them, otherwise the training images themselves (a
-smoke run; its metrics mean nothing). The bundle's best checkpoint (``model.pt``, by its ``checkpoint_metric``) is
+inference (:func:`monai_das.apps.predict.prepare_sequence`), and ``output_dir`` with a work folder. Every class needs
+at least one labelled image. Validation: every 5th labelled image of each class (sorted by id), when that leaves every
+class in both validation and training; otherwise the training images themselves (a smoke run; its metrics mean
+nothing). The bundle's best checkpoint (``model.pt``, by its ``checkpoint_metric``) is
 then copied atomically to ``output_path``, the file the infer task loads last, so the next request uses it.
 
 Request options (the JSON body of ``POST /train/<model>?run_sync=true``), each checked (:mod:`.request_checks`):
@@ -278,11 +279,22 @@ class DASClassificationTrainTask(TrainTask):
             return {}
 
     def _split(self, items: list[dict[str, Any]], val_every: int) -> tuple[list[dict], list[dict]]:
-        if val_every < 2 or len(items) < val_every:
-            return items, items
-        val = items[val_every - 1 :: val_every]
-        train = [item for i, item in enumerate(items) if (i + 1) % val_every]
-        return train, val
+        """Every ``val_every``-th image of each class validates, the rest trains. When that leaves a class out of
+        either part (few images), both are all the images: a smoke run whose validation metrics mean nothing."""
+        classes = {item["label"] for item in items}
+        if val_every >= 2:
+            train: list[dict] = []
+            val: list[dict] = []
+            for c in sorted(classes):
+                members = [item for item in items if item["label"] == c]
+                val += members[val_every - 1 :: val_every]
+                train += [item for i, item in enumerate(members) if (i + 1) % val_every]
+            if {item["label"] for item in val} == classes == {item["label"] for item in train}:
+                return train, val
+            logger.warning("too few labelled images for a validation split holding every class (every %d-th image "
+                           "of each class): validating on the training images, whose metrics mean nothing.",
+                           val_every)
+        return items, items
 
     def __call__(self, request: Mapping[str, Any], datastore: Any) -> dict[str, Any]:
         """Train one run and publish its best checkpoint; returns the run's stats (also in ``stats()``).
@@ -302,6 +314,11 @@ class DASClassificationTrainTask(TrainTask):
         if not labels:
             raise ValueError(f"no image of the datastore has a class: set '{LABEL_KEY}' in the image info (PUT "
                              f"/datastore/image/info) or list 'image,label' rows in {self.labels_csv}.")
+        missing = sorted(set(range(len(self.class_names))) - set(labels.values()))
+        if missing:
+            raise ValueError(f"no labelled image of class(es) {[self.class_names[c] for c in missing]}: label at least "
+                             f"one image of each of {self.class_names} (a classifier cannot learn, nor be validated "
+                             "on, a class it never sees).")
         items = [{"image": datastore.get_image_uri(i), "label": c, "id": i} for i, c in sorted(labels.items())]
         train_items, val_items = self._split(items, opts["val_every"])
         device = opts["device"]
@@ -337,7 +354,8 @@ class DASClassificationTrainTask(TrainTask):
         shape = [parser.get_parsed_content(k) for k in ("num_frames", "frame_size", "frame_size")]
         datasets = {name: SequenceListDataset(data, shape, parser.get_parsed_content("in_channels"))
                     for name, data in (("train_dataset", train_items), ("val_dataset", val_items))}
-        parser.update(datasets)  # objects: the parser neither reads nor evaluates what they hold
+        parser.update({**datasets, "train_labels": datasets["train_dataset"].labels,
+                       "val_labels": datasets["val_dataset"].labels})  # objects: never read as config text
         workflow.initialize()
         for name, section in (("train_dataset", "train"), ("val_dataset", "validate")):
             datasets[name].transform = parser.get_parsed_content(f"{section}#preprocessing")
