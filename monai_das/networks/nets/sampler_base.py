@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
 
-__all__ = ["SamplerOutput", "FrameSampler"]
+__all__ = ["SamplerOutput", "FrameSampler", "max_abs_input"]
+
+
+def max_abs_input(dtype: torch.dtype) -> float:
+    """The largest input magnitude the samplers accept in ``dtype``: ``sqrt(finfo(dtype).max) / 100`` (1.8e17 in
+    float32, 1.3e152 in float64). DAS squares frame intensities (frame variance), so its features overflow to NaN
+    somewhat above ``sqrt(finfo(dtype).max)`` (from |x| ~ 1e20 in float32), which would make its picks arbitrary."""
+    return math.sqrt(torch.finfo(dtype).max) / 100.0
 
 
 class SamplerOutput(NamedTuple):
@@ -47,7 +55,9 @@ class FrameSampler(nn.Module):
 
     @torch.jit.unused
     def check_input(self, x: torch.Tensor, num_samples: int | None = None) -> None:
-        """Raise ``TypeError``/``ValueError`` naming the argument ``x`` when it is not a valid frame sequence."""
+        """Raise ``TypeError``/``ValueError`` naming the argument ``x`` when it is not a valid frame sequence: not a
+        floating-point (real) 5-D tensor, fewer than k frames, empty, the wrong channels, NaN / Inf values, values
+        beyond :func:`max_abs_input`, or another dtype than the sampler's parameters."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor of shape (B, C, T, H, W), got {type(x).__name__}.")
         if not x.is_floating_point():
@@ -68,13 +78,23 @@ class FrameSampler(nn.Module):
                 f"x must have in_channels={channels} channels (dimension 1 of (B, C, T, H, W)), got shape "
                 f"{tuple(x.shape)}."
             )
-        # one reduction is the cheap test (NaN and Inf propagate into the sum); the element-wise scan runs only on failure
-        finite = torch.isfinite(x) if not torch.isfinite(x.sum()) else None
-        if finite is not None and not finite.all():
+        # one reduction is the cheap test (NaN and Inf propagate into min and max); the element-wise scan runs only
+        # on failure
+        lo, hi = (float(v) for v in torch.aminmax(x))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            finite = torch.isfinite(x)
             bad_frames = (~finite).flatten(3).any(-1).any(1).nonzero()[:5].tolist()  # [[b, t], ...]
             raise ValueError(
                 f"x of shape {tuple(x.shape)} contains {int((~finite).sum())} NaN or Inf values (first (batch, frame) "
                 f"pairs: {bad_frames}); the samplers need finite frames."
+            )
+        limit = max_abs_input(x.dtype)
+        if max(-lo, hi) > limit:
+            raise ValueError(
+                f"x of shape {tuple(x.shape)} and dtype {x.dtype} has values in [{lo:.3g}, {hi:.3g}]; the samplers "
+                f"need |x| <= {limit:.3g} (the square root of the dtype's largest value / 100), beyond which the DAS "
+                "frame features overflow to NaN and the picks would mean nothing. Scale the frames first (e.g. to "
+                "[0, 1])."
             )
         param = next(self.parameters(), None)
         if param is not None and x.dtype != param.dtype:
