@@ -380,7 +380,8 @@ def evaluate_config(spec: dict) -> dict:
         "loss": {"_target_": "torch.nn.CrossEntropyLoss", "weight": None},
         "validate#dataloader#dataset": "@test_dataset",
         "validate#handlers": [
-            {"_target_": "CheckpointLoader", "load_path": "@ckpt_path", "load_dict": {"model": "@network"},
+            {"_target_": "monai_das.handlers.SafeCheckpointLoader", "load_path": "@ckpt_path",
+             "load_dict": {"model": "@network"},
              "map_location": "@device"},
             {"_target_": "StatsHandler", "iteration_log": False},
             {"_target_": "MetricsSaver", "save_dir": "@eval_dir", "metrics": "*"},

@@ -142,14 +142,18 @@ class NpzSequenceDataset(Dataset):
                     f"{path} is missing the key(s) {missing}; found {sorted(files)}. Expected the MedMNIST layout "
                     f"with {', '.join(f'{s}_images, {s}_labels' for s in NPZ_SPLITS)}."
                 )
-            images = npz[image_key]
-            labels = npz[label_key]
+            try:  # the members are decompressed here: a damaged file fails now, with zlib's or zipfile's error
+                images = npz[image_key]
+                labels = npz[label_key]
+                extras = {
+                    k[len(split) + 1 :]: npz[k]
+                    for k in sorted(files - {image_key, label_key})
+                    if k.startswith(f"{split}_")
+                }
+            except Exception as e:
+                raise ValueError(f"cannot read the '{split}' arrays of {path}: the file is damaged ({type(e).__name__}: "
+                                 f"{e}). Check it (MedMNIST: check_md5 True) or fetch it again.") from e
             n = images.shape[0] if images.ndim else -1
-            extras = {
-                k[len(split) + 1 :]: npz[k]
-                for k in sorted(files - {image_key, label_key})
-                if k.startswith(f"{split}_")
-            }
         if images.ndim not in (4, 5):
             raise ValueError(
                 f"{path}: {image_key} must have shape (N, T, H, W) or (N, C, T, H, W), got {images.shape}."

@@ -1,8 +1,9 @@
 """Ignite handlers and metrics: TensorBoard logging of the sampler's decisions, balanced accuracy, quadratic-weighted
-kappa, resumable training state."""
+kappa, resumable training state, safe checkpoint reading."""
 
 from __future__ import annotations
 
+from .checkpoint_loading import SafeCheckpointLoader, load_checkpoint
 from .metrics import BalancedAccuracy, QuadraticWeightedKappa, quadratic_weighted_kappa, to_class_indices
 from .prediction_writer import PredictionWriter
 from .sampler_tensorboard import SamplerTensorBoardHandler, default_label_transform, unwrap_network
@@ -20,10 +21,12 @@ __all__ = [
     "BalancedAccuracy",
     "PredictionWriter",
     "QuadraticWeightedKappa",
+    "SafeCheckpointLoader",
     "SamplerTensorBoardHandler",
     "TrainingStateCheckpoint",
     "atomic_torch_save",
     "default_label_transform",
+    "load_checkpoint",
     "quadratic_weighted_kappa",
     "read_training_state",
     "to_class_indices",

@@ -22,6 +22,8 @@ from monai.handlers.checkpoint_saver import CheckpointSaver
 from monai.handlers.earlystop_handler import EarlyStopHandler
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_das.handlers.checkpoint_loading import load_checkpoint
+
 fcntl, has_fcntl = optional_import("fcntl")  # POSIX only: without it runs are not locked
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 DiskSaver, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "DiskSaver")
@@ -160,14 +162,15 @@ def read_training_state(path: str | os.PathLike, map_location: Any = "cpu") -> d
 
     Raises:
         FileNotFoundError: when ``path`` does not exist.
-        ValueError: when ``path`` is not a training-state file (for example a ``model.pt`` state dict).
+        ValueError: when ``path`` is not a training-state file (for example a ``model.pt`` state dict), or not a
+            readable checkpoint (:func:`load_checkpoint`).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"no training state to resume from: {path} does not exist (resume 'auto' starts afresh when it is missing)."
         )
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    state = load_checkpoint(path, map_location=map_location)
     if not isinstance(state, Mapping) or state.get("format") != _FORMAT:
         found = sorted(state)[:8] if isinstance(state, Mapping) else type(state).__name__
         raise ValueError(f"{path} is not a training state written by TrainingStateCheckpoint (found {found}).")

@@ -53,6 +53,7 @@ from monai_das.apps.monailabel.request_checks import (
     check_int,
     check_keys,
 )
+from monai_das.handlers import load_checkpoint
 
 TrainTask, has_monailabel = optional_import("monailabel.interfaces.tasks.train", name="TrainTask", as_type="base")
 
@@ -361,7 +362,7 @@ class DASClassificationTrainTask(TrainTask):
             datasets[name].transform = parser.get_parsed_content(f"{section}#preprocessing")
         init = next((p for p in reversed(self.init_paths) if p.is_file()), None)
         if init is not None and opts["pretrained"]:
-            state = torch.load(init, map_location="cpu", weights_only=True)
+            state = load_checkpoint(init)
             state = state["model"] if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping) else state
             workflow.parser.get_parsed_content("network").load_state_dict(state)
             logger.info("starting from %s", init)
