@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gumbel_noise", "straight_through_pick", "straight_through_topk", "sort_picks"]
+__all__ = ["gumbel_noise", "straight_through_pick", "straight_through_topk", "sort_picks", "hard_topk"]
 
 
 def gumbel_noise(shape: list[int], like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -64,3 +64,32 @@ def straight_through_topk(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         rows.append(row)
         picks.append(index)
     return sort_picks(torch.stack(rows, dim=1), torch.stack(picks, dim=1))
+
+
+def hard_topk(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The picks of :py:func:`straight_through_topk`, exactly, for inference: no gradient and a few operations.
+
+    Row ``j`` takes the best frame that rows ``0..j-1`` did not take (the first one on ties, as ``argmax``). This
+    greedy assignment is sequential by nature (each row's pick depends on all earlier ones), so instead of ``k``
+    rounds of masked softmax, argmax and scatter on tensors, the rows are sorted once (a stable descending sort, so
+    ties keep the lower index first) and the k walks down the sorted lists run on Python integers: row ``j`` takes
+    the first of its top ``j + 1`` frames not taken yet (one of them is free: only ``j`` are taken).
+
+    Args:
+        scores: ``(B, k, T)`` temperature-scaled logits, ``k <= T``.
+
+    Returns:
+        ``(P, indices)``: the exactly one-hot sampling matrix ``(B, k, T)`` (no straight-through gradient) and the
+        ``(B, k)`` long indices, both in temporal order.
+    """
+    b, k, t = scores.shape
+    order = scores.detach().argsort(dim=-1, descending=True, stable=True)[:, :, :k].tolist()
+    picks = []
+    for rows in order:
+        taken: set[int] = set()
+        for j, row in enumerate(rows):
+            frame = next(f for f in row[: j + 1] if f not in taken)
+            taken.add(frame)
+        picks.append(sorted(taken))
+    indices = torch.tensor(picks, dtype=torch.long, device=scores.device)
+    return F.one_hot(indices, t).to(scores.dtype), indices

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from monai_das.networks.blocks import FrameEmbedding, FrameFeatures, SamplingAttention
-from monai_das.networks.layers import gumbel_noise, straight_through_topk
+from monai_das.networks.layers import gumbel_noise, hard_topk, straight_through_topk
 from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
 
 __all__ = ["DASampler", "COVERAGES", "segment_mask"]
@@ -37,7 +37,9 @@ class DASampler(FrameSampler):
        the adaptive temperature ``tau = tau0 * (0.5 + sigmoid(MLP_temp(F)))``.
     3. ``P_soft = softmax_T(tau * A + G)`` with Gumbel noise ``G`` in training only; straight-through one-hot rows
        in the forward pass; row ``j`` cannot pick a frame taken by rows ``< j``, so the k picks are distinct; the
-       picks are returned in temporal order. In eval mode there is no noise and the selection is deterministic.
+       picks are returned in temporal order. In eval mode there is no noise and the selection is deterministic; when
+       no gradient is needed (``torch.no_grad``/``inference_mode``) the same picks come from :py:func:`hard_topk`
+       and ``P`` is exactly one-hot.
        With ``coverage="segments"`` row ``j`` may only pick in the j-th of k consecutive segments of the sequence
        (:py:func:`segment_mask`): the picks then cover the sequence like uniform sampling, each one placed where the
        input shows most within its segment.
@@ -144,5 +146,8 @@ class DASampler(FrameSampler):
             scores = scores.masked_fill(segment_mask(self.num_samples, scores.shape[-1], scores.device), float("-inf"))
         if self.training:
             scores = scores + gumbel_noise(list(scores.shape), scores)
-        weights, indices = straight_through_topk(scores)
+        if self.training or torch.jit.is_tracing() or (torch.is_grad_enabled() and scores.requires_grad):
+            weights, indices = straight_through_topk(scores)
+        else:  # inference: the same picks without the k rounds of straight-through rows
+            weights, indices = hard_topk(scores)
         return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, tau[:, None, None] * logits, tau)

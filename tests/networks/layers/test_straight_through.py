@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monai_das.networks.layers import gumbel_noise, sort_picks, straight_through_pick, straight_through_topk
+from monai_das.networks.layers import gumbel_noise, hard_topk, sort_picks, straight_through_pick, straight_through_topk
 
 EULER_GAMMA = 0.5772156649
 
@@ -163,3 +163,43 @@ def test_topk_property_distinct_sorted_one_hot(b, t, data):
     assert idx.min() >= 0 and idx.max() < t
     _assert_one_hot(p)
     assert torch.equal(p.argmax(-1), idx)
+
+
+# ---- hard_topk (the inference path) -------------------------------------------------------------------------------
+
+
+def _random_scores(case: int, generator: torch.Generator) -> torch.Tensor:
+    """Scores of many kinds: continuous, heavily tied (small integers), identical rows, rows masked with -inf."""
+    b = int(torch.randint(1, 9, (1,), generator=generator))
+    t = int(torch.randint(1, 70, (1,), generator=generator))
+    k = int(torch.randint(1, t + 1, (1,), generator=generator))
+    kind = case % 4
+    if kind == 0:
+        return torch.randn(b, k, t, generator=generator)
+    if kind == 1:
+        return torch.randint(0, 3, (b, k, t), generator=generator).float()
+    if kind == 2:
+        row = torch.randn(b, 1, t, generator=generator)
+        return (row * torch.rand(b, k, 1, generator=generator).add(0.5)).expand(b, k, t).contiguous()
+    scores = torch.randn(b, k, t, generator=generator)
+    from monai_das.networks.nets.das import segment_mask
+
+    return scores.masked_fill(segment_mask(k, t), float("-inf"))
+
+
+def test_hard_topk_gives_exactly_the_picks_of_straight_through_topk():
+    generator = torch.Generator().manual_seed(0)
+    for case in range(400):
+        scores = _random_scores(case, generator)
+        expected_p, expected = straight_through_topk(scores)
+        p, indices = hard_topk(scores)
+        assert torch.equal(indices, expected), (case, scores.shape)
+        assert torch.equal(p, F.one_hot(expected, scores.shape[-1]).float())
+        torch.testing.assert_close(p, expected_p, atol=1e-6, rtol=0)
+        assert p.dtype == scores.dtype and indices.dtype == torch.long
+
+
+def test_hard_topk_carries_no_gradient():
+    scores = torch.randn(2, 3, 5, requires_grad=True)
+    p, _ = hard_topk(scores)
+    assert not p.requires_grad

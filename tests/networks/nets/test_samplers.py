@@ -339,3 +339,35 @@ def test_channel_mismatch_names_in_channels(name):
     sampler = get_sampler(name, 2, num_frames=6, in_channels=1)
     with pytest.raises(ValueError, match=r"in_channels=1.*\(2, 3, 6, 8, 8\)"):
         sampler(torch.rand(2, 3, 6, 8, 8))
+
+
+@parameterized.expand(
+    [
+        ({},),
+        ({"coverage": "segments"},),
+        ({"base_score": "variance", "row_queries": False, "temporal_context": "none", "embedding_size": 0},),
+        ({"tau0": 1.0, "num_heads": 2, "hidden_size": 8, "feature_size": 0},),
+    ]
+)
+def test_das_inference_picks_equal_the_straight_through_picks(kwargs):
+    """Without gradient, DAS in eval picks through ``hard_topk``; with gradient enabled it runs the k-step
+    straight-through loop of training. Both must pick exactly the same frames, on many random inputs and weights."""
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(12):
+        torch.manual_seed(trial)
+        t = int(torch.randint(4, 40, (1,), generator=generator))
+        k = int(torch.randint(1, t + 1, (1,), generator=generator))
+        sampler = DASampler(k, **kwargs).eval()
+        with torch.no_grad():  # trained-looking weights: the rows rank frames differently
+            for p in sampler.parameters():
+                p.add_(torch.randn(p.shape, generator=generator) * 0.3 * (trial % 3))
+        x = torch.rand(3, 1, t, 20, 18, generator=generator) ** (1 + trial % 4)
+        with torch.enable_grad():
+            reference = sampler(x)
+        assert reference.weights.requires_grad  # the straight-through path
+        with torch.no_grad():
+            fast = sampler(x)
+        assert torch.equal(fast.indices, reference.indices), (trial, t, k)
+        assert torch.equal(fast.weights, torch.nn.functional.one_hot(fast.indices, t).float())
+        torch.testing.assert_close(fast.frames, reference.frames.detach(), atol=1e-6, rtol=0)
+        assert torch.equal(fast.logits, reference.logits.detach())
