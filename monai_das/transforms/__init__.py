@@ -22,6 +22,7 @@ from .dictionary import (
     VolumeToSequenceDict,
 )
 from .functional import (
+    MAX_VIDEO_VOXELS,
     FrameCropMode,
     FramePadMode,
     check_frames_shape,
@@ -36,6 +37,7 @@ from .functional import (
 
 __all__ = [
     # functional
+    "MAX_VIDEO_VOXELS",
     "FrameCropMode",
     "FramePadMode",
     "check_frames_shape",

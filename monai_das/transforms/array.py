@@ -18,6 +18,7 @@ from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends, convert_to_tensor, look_up_option
 
 from .functional import (
+    MAX_VIDEO_VOXELS,
     FrameCropMode,
     FramePadMode,
     _check_positive_int,
@@ -50,6 +51,8 @@ class LoadVideo(Transform):
             ``None`` (default) keeps every frame.
         frame_stride: keep every ``frame_stride``-th decoded frame; default 1.
         grayscale: ``True`` (default) gives ``C = 1`` (luma), ``False`` gives ``C = 3`` (RGB).
+        max_voxels: refuse a video whose returned frames hold more values (default 2**28,
+            ``MAX_VIDEO_VOXELS``; ``None``: no limit). Only the returned frames are held in memory.
 
     Returns (from ``__call__``):
         a ``MetaTensor`` ``(C, T, H, W)`` whose meta holds ``filename_or_obj``, ``total_frames``
@@ -58,7 +61,8 @@ class LoadVideo(Transform):
     Raises:
         TypeError: when ``max_frames`` or ``frame_stride`` is not an integer.
         ValueError: when ``max_frames`` or ``frame_stride`` is < 1; at call time, naming the path,
-            for a missing, undecodable (corrupt/truncated) or empty file, or frames of varying size.
+            for a missing, undecodable (corrupt/truncated) or empty file, frames of varying size, or
+            frames over ``max_voxels``.
 
     Example:
         >>> LoadVideo(max_frames=16)("clip.mp4").shape  # doctest: +SKIP
@@ -67,14 +71,22 @@ class LoadVideo(Transform):
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, max_frames: int | None = None, frame_stride: int = 1, grayscale: bool = True) -> None:
+    def __init__(
+        self,
+        max_frames: int | None = None,
+        frame_stride: int = 1,
+        grayscale: bool = True,
+        max_voxels: int | None = MAX_VIDEO_VOXELS,
+    ) -> None:
         self.max_frames = None if max_frames is None else _check_positive_int(max_frames, "max_frames")
+        self.max_voxels = None if max_voxels is None else _check_positive_int(max_voxels, "max_voxels")
         self.frame_stride = _check_positive_int(frame_stride, "frame_stride")
         self.grayscale = bool(grayscale)
 
     def __call__(self, filename: str | os.PathLike) -> torch.Tensor:
         frames, meta = load_video(
-            filename, max_frames=self.max_frames, frame_stride=self.frame_stride, grayscale=self.grayscale
+            filename, max_frames=self.max_frames, frame_stride=self.frame_stride, grayscale=self.grayscale,
+            max_voxels=self.max_voxels,
         )
         out = MetaTensor(torch.from_numpy(frames), meta=meta)
         return out if get_track_meta() else out.as_tensor()

@@ -9,7 +9,7 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform
 
 from .array import LoadVideo, PadOrCropFrames, RandFrameSample, UniformFrameSample, VolumeToSequence
-from .functional import FrameCropMode, FramePadMode, check_frames_shape
+from .functional import MAX_VIDEO_VOXELS, FrameCropMode, FramePadMode, check_frames_shape
 
 __all__ = [
     "LoadVideod",
@@ -40,6 +40,7 @@ class LoadVideod(MapTransform):
         max_frames: largest number of frames per video (evenly spread); ``None`` keeps all.
         frame_stride: keep every ``frame_stride``-th decoded frame.
         grayscale: ``True`` gives one channel, ``False`` three RGB channels.
+        max_voxels: refuse a video whose returned frames hold more values (``None``: no limit).
         allow_missing_keys: don't raise an exception if a key is missing.
     """
 
@@ -52,9 +53,11 @@ class LoadVideod(MapTransform):
         frame_stride: int = 1,
         grayscale: bool = True,
         allow_missing_keys: bool = False,
+        max_voxels: int | None = MAX_VIDEO_VOXELS,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadVideo(max_frames=max_frames, frame_stride=frame_stride, grayscale=grayscale)
+        self.loader = LoadVideo(max_frames=max_frames, frame_stride=frame_stride, grayscale=grayscale,
+                                max_voxels=max_voxels)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
