@@ -126,6 +126,20 @@ def test_infer_dicom_series_folder(server, vessel_checkpoint):
         assert all(0 <= s < 6 for s in result["source_slices"])
 
 
+def test_batch_infer(server):
+    """MONAI Label's batch inference over the datastore (it adds keys of its own to each request)."""
+    import requests
+
+    with server.log_on_failure():
+        r = requests.post(f"{server.url}/batch/infer/{MODEL}", params={"run_sync": "true"},
+                          json={"multi_gpu": False, "max_workers": 1}, timeout=300)
+        assert r.status_code == 200, r.text[:2000]
+        results = r.json()
+        assert {"case001", "case_a", "case_b"} <= set(results)
+        for image_id in ("case001", "case_a", "case_b"):
+            assert list(results[image_id]["params"]["probabilities"]) == CLASSES, results[image_id]
+
+
 def test_train_then_infer(server, vessel_checkpoint):
     """Label two images (labels.csv, image info), train one epoch over HTTP, and serve the published checkpoint."""
     import requests

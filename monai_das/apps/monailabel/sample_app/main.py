@@ -45,8 +45,10 @@ logger = logging.getLogger(__name__)
 
 #: added to MONAI Label's file patterns: videos and single DICOM files (multi-frame cines)
 EXTRA_EXTENSIONS = ["*.mp4", "*.avi", "*.mov", "*.mkv", "*.dcm"]
-#: what an inference request may hold (``device`` and ``slice_axis`` are checked by the task); anything else is refused
-INFER_KEYS = ("model", "image", "device", "slice_axis")
+#: what an inference request may hold (``device`` and ``slice_axis`` are checked by the task; the keys that MONAI
+#: Label's batch inference adds reach no config); anything else is refused
+INFER_KEYS = ("model", "image", "device", "slice_axis", "_id", "_image_id", "save_label", "label_tag", "logging",
+              "images", "labels", "max_batch_size", "multi_gpu", "gpus", "max_workers", "bundle_path")
 
 
 class DASClassificationApp(MONAILabelApp):
