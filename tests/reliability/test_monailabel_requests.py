@@ -159,3 +159,23 @@ def test_infer_refuses(server, attack):
         assert injected(server) == []
         assert requests.get(f"{server.url}/info/", timeout=10).status_code == 200  # still serving
         assert post_infer(server, "case_a").status_code == 200
+
+
+def test_uploads_stay_in_the_datastore(server):
+    """MONAI Label joins an uploaded image's id and a label's tag to the studies folder as they are: ``../`` in them
+    must not write outside it, nor may an upload be of a type the datastore does not hold (``.py``)."""
+    volume = server.studies / "case_a.nii.gz"
+
+    def put(endpoint: str, params: dict, field: str, name: str, data: bytes):
+        return requests.put(f"{server.url}/datastore/{endpoint}", params=params, files={field: (name, data)},
+                            timeout=60)
+
+    with server.log_on_failure():
+        check_refused(put("image", {"image": "../escaped"}, "file", "x.nii.gz", volume.read_bytes()), 400, "image id")
+        check_refused(put("image", {"image": "plain"}, "file", "evil.py", b"print('pwned')\n"), 400, "file types")
+        check_refused(put("label", {"image": "case_a", "tag": "../../escaped"}, "label", "l.nii.gz",
+                          volume.read_bytes()), 400, "label tag")
+        assert sorted(server.root.rglob("escaped*")) == [], "an upload left the studies folder"
+        assert sorted(server.studies.rglob("*.py")) == []
+        r = put("image", {"image": "uploaded"}, "file", "u.nii.gz", volume.read_bytes())
+        assert r.status_code == 200 and (server.studies / "uploaded.nii.gz").is_file(), r.text

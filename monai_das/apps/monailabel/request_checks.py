@@ -32,6 +32,7 @@ __all__ = [
     "check_int",
     "check_bool",
     "check_keys",
+    "check_name",
     "resolve_image",
     "http_errors",
 ]
@@ -102,6 +103,18 @@ def check_keys(request: Mapping[str, Any], allowed: Iterable[str], what: str) ->
     if unknown:
         raise RequestError(f"{what} does not accept {unknown}; allowed: {sorted(allowed)}. Bundle overrides are set "
                            "by the server's administrator (--conf overrides), never by a request.")
+
+
+def check_name(value: Any, what: str) -> str:
+    """``value`` if it can name a file inside a folder: a non-empty string without a path separator that does not
+    start with a dot (so neither ``..`` nor a hidden file).
+
+    Raises:
+        RequestError: for anything else (400).
+    """
+    if not isinstance(value, str) or not value or value.startswith(".") or "/" in value or "\\" in value:
+        raise RequestError(f"{what} must be a plain name (no '/', '\\', no leading '.'), got {str(value)[:80]!r}.")
+    return value
 
 
 def _inside(path: Path, root: Path) -> bool:

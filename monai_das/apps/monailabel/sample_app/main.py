@@ -29,6 +29,7 @@ and turn on MONAI Label's authentication (``MONAI_LABEL_AUTH_ENABLE=true``) befo
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -39,7 +40,13 @@ from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
 
 from monai_das.apps.monailabel import DASClassificationInferTask, DASClassificationTrainTask
-from monai_das.apps.monailabel.request_checks import RequestError, check_keys, http_errors, resolve_image
+from monai_das.apps.monailabel.request_checks import (
+    RequestError,
+    check_keys,
+    check_name,
+    http_errors,
+    resolve_image,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,30 @@ EXTRA_EXTENSIONS = ["*.mp4", "*.avi", "*.mov", "*.mkv", "*.dcm"]
 #: Label's batch inference adds reach no config); anything else is refused
 INFER_KEYS = ("model", "image", "device", "slice_axis", "_id", "_image_id", "save_label", "label_tag", "logging",
               "images", "labels", "max_batch_size", "multi_gpu", "gpus", "max_workers", "bundle_path")
+
+
+class ConfinedDatastore(LocalDatastore):
+    """MONAI Label's local datastore, whose uploads stay in the studies folder: MONAI Label 0.8.5 joins an uploaded
+    image's id (``PUT /datastore/image?image=``) and a label's tag (``PUT /datastore/label?tag=``) to the folder as
+    they are, so ``../`` in them, with a file extension of the uploader's choosing, would write anywhere the server
+    may write. Ids and tags must be plain names, and files one of the datastore's image types."""
+
+    def _check_file(self, filename: str, what: str) -> None:
+        name = os.path.basename(filename)
+        if not any(fnmatch.fnmatch(name, pattern) for pattern in self._extensions):
+            raise RequestError(f"{what} '{name}' is not one of the datastore's file types {self._extensions}.")
+
+    def add_image(self, image_id, image_filename, image_info):
+        with http_errors():
+            check_name(image_id, "image id")
+            self._check_file(image_filename, "image file")
+        return super().add_image(image_id, image_filename, image_info)
+
+    def save_label(self, image_id, label_filename, label_tag, label_info):
+        with http_errors():
+            check_name(label_tag, "label tag")
+            self._check_file(label_filename, "label file")
+        return super().save_label(image_id, label_filename, label_tag, label_info)
 
 
 class DASClassificationApp(MONAILabelApp):
@@ -88,7 +119,7 @@ class DASClassificationApp(MONAILabelApp):
             return super().init_datastore()
         extensions = list(settings.MONAI_LABEL_DATASTORE_FILE_EXT)
         extensions += [e for e in EXTRA_EXTENSIONS if e not in extensions]
-        return LocalDatastore(
+        return ConfinedDatastore(
             self.studies,
             extensions=extensions,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
