@@ -1,6 +1,6 @@
 """Datasets for frame-sequence classification: MedMNIST 3D volumes (offline npz), videos listed in
 CSV manifests (COVID-BLUES and its four targets), BUSV PNG frame folders, and a synthetic task whose class is visible in
-only a few frames."""
+only a few frames; readers of hospital inputs (NIfTI, DICOM, video) for inference."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from .covid_blues import (
     covid_blues_class_names,
     read_covid_blues_labels,
 )
+from .input_discovery import DICOM_SUFFIXES, INPUT_SPLITS, NIFTI_SUFFIXES, VIDEO_SUFFIXES, InputSpec, expand_inputs
+from .load_sequence import LoadSequence, LoadSequenced, LoadSequenceD, LoadSequenceDict
 from .medmnist3d import (
     MEDMNIST3D_FLAGS,
     MEDMNIST3D_SIZES,
@@ -21,6 +23,18 @@ from .medmnist3d import (
     medmnist3d_info,
 )
 from .npz_dataset import NPZ_SPLITS, NpzSequenceDataset, file_md5
+from .sequence_readers import (
+    DEFAULT_MAX_VOXELS,
+    SLICE_PLANES,
+    FrameSequence,
+    check_size,
+    read_array,
+    read_dicom_file,
+    read_dicom_series,
+    read_nifti,
+    read_video,
+    slice_axcodes,
+)
 from .synthetic import (
     SYNTHETIC_CLASS_NAMES,
     SyntheticSequenceDataset,
@@ -42,6 +56,16 @@ __all__ = [
     "BUSVDataset",
     "busv_frame_files",
     "list_busv_videos",
+    "DICOM_SUFFIXES",
+    "INPUT_SPLITS",
+    "NIFTI_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "InputSpec",
+    "expand_inputs",
+    "LoadSequence",
+    "LoadSequenced",
+    "LoadSequenceD",
+    "LoadSequenceDict",
     "MEDMNIST3D_FLAGS",
     "MEDMNIST3D_SIZES",
     "MedMNIST3D",
@@ -51,6 +75,16 @@ __all__ = [
     "NPZ_SPLITS",
     "NpzSequenceDataset",
     "file_md5",
+    "DEFAULT_MAX_VOXELS",
+    "SLICE_PLANES",
+    "FrameSequence",
+    "check_size",
+    "read_array",
+    "read_dicom_file",
+    "read_dicom_series",
+    "read_nifti",
+    "read_video",
+    "slice_axcodes",
     "SYNTHETIC_CLASS_NAMES",
     "SyntheticSequenceDataset",
     "evidence_hit_rate",

@@ -156,3 +156,31 @@ def write_medmnist_npz(path: Path, n_test: int = 3, size: int = 28, seed: int = 
         arrays[f"{split}_labels"] = rng.integers(0, 2, (n, 1)).astype(np.int64)
     np.savez_compressed(path, **arrays)
     return path
+
+
+def write_jpeg_ybr_dicom(path: Path, rgb: np.ndarray) -> Path:
+    """``rgb (H, W, 3)`` uint8 as a JPEG Baseline DICOM (Pillow's encoder, 4:4:4) with PhotometricInterpretation
+    YBR_FULL_422, as ultrasound machines write colour frames; pydicom 2 decodes it to YBR, not RGB."""
+    import io
+
+    from PIL import Image
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit, generate_uid
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buffer, format="JPEG", quality=100, subsampling=0)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", generate_uid()
+    meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.NumberOfFrames = 1
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(str(path), write_like_original=False)
+    return path
