@@ -394,25 +394,78 @@ def evaluate_config(spec: dict) -> dict:
     }
 
 
-def inference_config(spec: dict) -> dict:
+#: train.json keys that shape the network: inference.json repeats them, as it runs alone (model-zoo style)
+NETWORK_KEYS = ("image_size", "target", "sampler_name", "num_classes", "class_names", "in_channels", "num_frames", "frame_size",
+                "sampling_ratio", "num_samples", "pooling", "seed", "sampler", "backbone", "memory_format",
+                "network_def", "network")
+
+
+def inference_inputs(name: str) -> str:
+    """The files a bundle's inference reads by default: the MedMNIST npz (its ``npz_split``), the COVID-BLUES test
+    fold's videos, else every input found under ``dataset_dir``."""
+    if name in MEDMNIST:
+        return f"$[os.path.join(@dataset_dir, monai_das.data.medmnist3d_filename('{name}', @image_size))]"
+    if name == "covid_blues":
+        return "$[@test_videos.path_of(r) for r in @test_videos.rows]"
+    return "$[@dataset_dir]"
+
+
+def inference_config(name: str, spec: dict) -> dict:
+    """Standalone inference on files (LoadSequenced over a datalist): the one preprocessing definition that
+    ``monai-das predict`` and the MONAI Label task execute too. Intensities: the 8-bit units every training set
+    comes in (MedMNIST npz, decoded video, PNG frames) divided by 255, as the training datasets do."""
+    train = train_config(spec)
     return {
-        "inference_dataset": test_dataset(spec),
-        "predictions_path": "$@output_dir + '/predictions.csv'",
-        "validate#dataloader#dataset": "@inference_dataset",
-        "validate#evaluator#key_val_metric": None,
-        "validate#evaluator#additional_metrics": None,
-        "validate#postprocessing": {
+        "imports": ["$import os", "$import monai_das"],
+        "bundle_root": ".",
+        "output_dir": "$@bundle_root + '/outputs'",
+        "ckpt_path": "$@output_dir + '/model.pt'",
+        "device": train["device"],
+        "dataset_dir": spec["params"].get("dataset_dir", "$@bundle_root + '/inputs'"),
+        **{key: train[key] for key in NETWORK_KEYS if key in train},
+        **({**{k: train[k] for k in ("fold", "num_folds", "split_seed")},
+            "test_videos": {"_target_": "monai_das.data.CovidBluesDataset", "root": "@dataset_dir", "split": "test",
+                            **{k: f"@{k}" for k in ("target", "fold", "num_folds")}, "seed": "@split_seed"}}
+           if name == "covid_blues" else {}),
+        "input_paths": inference_inputs(name),
+        "npz_split": "test",
+        "slice_plane": "axial",
+        "max_voxels": 2**28,
+        "allow_2d": False,
+        "datalist": "$monai_das.data.inference_datalist(@input_paths, @npz_split, @max_voxels)",
+        "preprocessing": {
             "_target_": "Compose",
-            "transforms": [{"_target_": "Activationsd", "keys": "pred", "softmax": True}],
+            "transforms": [
+                {"_target_": "monai_das.data.LoadSequenced", "keys": "image", "slice_plane": "@slice_plane",
+                 "max_frames": "@num_frames", "channels": "@in_channels", "max_voxels": "@max_voxels",
+                 "allow_2d": "@allow_2d"},
+                {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0.0, "a_max": 255.0, "b_min": 0.0,
+                 "b_max": 1.0, "clip": True},
+                {"_target_": "monai_das.transforms.PadOrCropFramesd", "keys": ["image", "image_frame_index"],
+                 "num_frames": "@num_frames", "pad_mode": "repeat", "return_mask": True},
+                {"_target_": "Resized", "keys": "image", "spatial_size": [-1, "@frame_size", "@frame_size"],
+                 "mode": "area"},
+                {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"},
+            ],
         },
-        "validate#handlers": [
+        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
+                       "num_workers": 0},
+        "inferer": {"_target_": "SimpleInferer"},
+        "postprocessing": {"_target_": "Compose",
+                           "transforms": [{"_target_": "Activationsd", "keys": "pred", "softmax": True}]},
+        "predictions_path": "$@output_dir + '/predictions.csv'",
+        "handlers": [
             {"_target_": "CheckpointLoader", "load_path": "@ckpt_path", "load_dict": {"model": "@network"},
              "map_location": "@device"},
             {"_target_": "monai_das.handlers.PredictionWriter", "output_path": "@predictions_path",
-             "network": "@network", "class_names": "@class_names", "id_key": spec.get("id_key", "id")},
+             "network": "@network", "class_names": "@class_names", "id_key": "id"},
         ],
-        "initialize": ["$@set_seed"],
-        "run": ["$@validate#evaluator.run()"],
+        "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
+                      "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
+                      "val_handlers": "@handlers", "amp": False},
+        "initialize": ["$monai.utils.set_determinism(seed=@seed)"],
+        "run": ["$@evaluator.run()"],
         "finalize": [],
     }
 
@@ -610,6 +663,8 @@ def bundle_readme(name: str, spec: dict) -> str:
     params = spec["params"]
     data_arg = "" if name == "synthetic" else " --dataset_dir /path/to/data"
     note = DATA_NOTES.get(name) or MEDMNIST_NOTE.format(flag=name)
+    inference_default = (f"the test split of `{name}.npz`" if name in MEDMNIST
+                         else "every NIfTI, DICOM, video and npz file under `--dataset_dir`")
     return f"""# {spec['title']}: adaptive slice/frame subsampling (DAS)
 
 **Task.** {spec['task']}. A MobileNetV3-Small sees only k = {params['sampling_ratio']:.0%} of the frames (slices),
@@ -625,7 +680,7 @@ From this folder (add `--output_dir DIR` to write somewhere else than `outputs/`
 ```bash
 python -m monai.bundle run --config_file configs/train.json{data_arg}
 python -m monai.bundle run --config_file "['configs/train.json','configs/evaluate.json']"{data_arg}
-python -m monai.bundle run --config_file "['configs/train.json','configs/inference.json']"{data_arg}
+python -m monai.bundle run --config_file configs/inference.json{data_arg}
 torchrun --standalone --nproc_per_node 2 -m monai.bundle run --config_file "['configs/train.json','configs/multi_gpu_train.json']"{data_arg}
 python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filepath ../meta_schema.json
 ```
@@ -636,10 +691,10 @@ python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filep
 finished `outputs/` stops with an error instead of replacing its `model.pt` (`--resume True` continues it,
 `--overwrite True` replaces it), and two runs at once into one folder are stopped by a lock (`outputs/last.pt.lock`);
 `evaluate` writes `outputs/eval/metrics.csv` (test AUC, balanced accuracy,
-accuracy, unweighted cross-entropy loss; it needs only the test split); `inference` writes `outputs/predictions.csv`: per input its class probabilities, the predicted class
-and the indices of the picked frames.
+accuracy, unweighted cross-entropy loss; it needs only the test split); `inference` (standalone: it reads files, `--input_paths "['scans/', 'clip.mp4']"`; by default
+{inference_default}) writes `outputs/predictions.csv`: per input its class probabilities, the predicted class and the indices of the picked frames.
 
-**3D backbone.** Add `configs/backbone_resnet3d.json` after `configs/train.json` in every command (train, evaluate,
+**3D backbone.** Add `configs/backbone_resnet3d.json` after `configs/train.json` (or `configs/inference.json`) in every command (train, evaluate,
 inference, multi-GPU) to replace the per-frame MobileNetV3-Small with MONAI's 3D ResNet-18, which sees the k picked
 frames, in temporal order, as one volume. It costs far more compute: a training step at batch 16 took 3.7 s on one
 CPU core at 14 x 28 x 28, so train it on a GPU.
@@ -696,7 +751,7 @@ def bundle_files() -> dict[Path, str]:
         configs = {
             "train.json": train_config(spec),
             "evaluate.json": evaluate_config(spec),
-            "inference.json": inference_config(spec),
+            "inference.json": inference_config(name, spec),
             "multi_gpu_train.json": multi_gpu_config(),
             "backbone_resnet3d.json": backbone_resnet3d_config(),
             "metadata.json": metadata(name, spec),

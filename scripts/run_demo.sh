@@ -15,7 +15,10 @@ run() {
 }
 run "$bundle/configs/train.json" "$@"
 run "['$bundle/configs/train.json','$bundle/configs/evaluate.json']" "$@"
-run "['$bundle/configs/train.json','$bundle/configs/inference.json']" "$@"
+# inference reads files, as in a hospital: 256 new synthetic sequences in the MedMNIST npz layout (its test split)
+mkdir -p "$out/inputs"
+python -c "from monai_das.data import save_synthetic_npz; save_synthetic_npz('$out/inputs/synthetic.npz', 1, 1, 256, overwrite=True, seed=7)"
+run "$bundle/configs/inference.json" --dataset_dir "$out/inputs" "$@"
 python -m monai_das.apps.sampling_figure --bundle "$bundle" --figure_dir "$out/figures" --output_dir "$out" "$@"
 echo "== test metrics ($out/eval/metrics.csv) =="
 cat "$out/eval/metrics.csv"

@@ -12,7 +12,7 @@ from .covid_blues import (
     covid_blues_class_names,
     read_covid_blues_labels,
 )
-from .input_discovery import DICOM_SUFFIXES, INPUT_SPLITS, NIFTI_SUFFIXES, VIDEO_SUFFIXES, InputSpec, expand_inputs
+from .input_discovery import DICOM_SUFFIXES, INPUT_SPLITS, NIFTI_SUFFIXES, VIDEO_SUFFIXES, InputSpec, expand_inputs, inference_datalist
 from .load_sequence import LoadSequence, LoadSequenced, LoadSequenceD, LoadSequenceDict
 from .medmnist3d import (
     MEDMNIST3D_FLAGS,
@@ -62,6 +62,7 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "InputSpec",
     "expand_inputs",
+    "inference_datalist",
     "LoadSequence",
     "LoadSequenced",
     "LoadSequenceD",

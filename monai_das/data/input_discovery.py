@@ -23,7 +23,15 @@ from .sequence_readers import DEFAULT_MAX_VOXELS, check_size
 
 pydicom, has_pydicom = optional_import("pydicom")
 
-__all__ = ["NIFTI_SUFFIXES", "VIDEO_SUFFIXES", "DICOM_SUFFIXES", "INPUT_SPLITS", "InputSpec", "expand_inputs"]
+__all__ = [
+    "NIFTI_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "DICOM_SUFFIXES",
+    "INPUT_SPLITS",
+    "InputSpec",
+    "expand_inputs",
+    "inference_datalist",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +142,25 @@ def expand_inputs(
             seen.add((st.st_dev, st.st_ino))
             specs.extend(_file_inputs(path, npz_split, max_voxels, listed=True))
     return specs
+
+
+def inference_datalist(
+    paths: Sequence[str | os.PathLike], npz_split: str = "test", max_voxels: int | None = DEFAULT_MAX_VOXELS
+) -> list[dict[str, Any]]:
+    """The datalist of a bundle's inference: ``{"image": what LoadSequenced reads, "id": the input's name}`` per
+    input of :func:`expand_inputs`; unusable inputs are left out with a logged warning.
+
+    Raises:
+        ValueError: when no usable input is found.
+    """
+    specs = expand_inputs(paths, npz_split, max_voxels)
+    for spec in specs:
+        if spec.error is not None:
+            logger.warning("left out: %s", spec.error)
+    datalist = [{"image": spec.source, "id": spec.id} for spec in specs if spec.error is None]
+    if not datalist:
+        raise ValueError(f"no NIfTI, DICOM, video or npz input found in {[str(p) for p in paths]}.")
+    return datalist
 
 
 def _invalid(path: Path, message: str) -> InputSpec:

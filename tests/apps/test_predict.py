@@ -8,6 +8,8 @@ resampling are also checked in-process on the same kind of files.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import subprocess
 from pathlib import Path
 
@@ -30,7 +32,8 @@ from apps_testing import (
 )
 
 from monai_das.apps import cli
-from monai_das.apps.predict import RawSequence, expand_inputs, prepare_sequence, read_input
+from monai_das.apps.bundle_predictor import BundlePredictor
+from monai_das.data import LoadSequence, expand_inputs
 from monai_das.transforms import uniform_frame_indices
 
 T, K = 28, 14  # the vessel bundle: 28 frames of 28 x 28, sampling ratio 0.5
@@ -46,7 +49,7 @@ def _make_inputs(root: Path) -> tuple[list[str], dict[str, int], list[str]]:
     folder.mkdir(parents=True)
     expected: dict[str, int] = {}
     if has_nib:
-        expected[str(write_nifti(folder / "scan.nii.gz", rng.random((20, 24, 12))))] = 12
+        expected[str(write_nifti(folder / "scan.nii.gz", rng.random((20, 24, 12)) * 255))] = 12
     if has_pydicom:
         expected[str(write_dicom_series(folder / "series", rng.integers(0, 4000, (6, 24, 24))))] = 6
         cine = write_dicom(folder / "cine.dcm", rng.integers(0, 256, (10, 32, 40, 3)), "1.2.3.4", num_frames=10,
@@ -91,7 +94,8 @@ def test_one_row_per_input_and_exit_status(run):
         header = next(csv.reader(f))
     assert header[:4] == ["input", "status", "predicted_class", "predicted_label"]
     assert header[4:] == [f"prob_{c}" for c in CLASSES] + [
-        "picked_frames", "source_frames", "num_source_frames", "montage", "error", "warning"]
+        "picked_frames", "source_frames", "source_uids", "num_source_frames", "montage", "error", "warning",
+        "checkpoint_sha256", "bundle_version"]
 
 
 def test_ok_rows(run):
@@ -107,6 +111,8 @@ def test_ok_rows(run):
         assert len(source) == K and all(0 <= s < num_source for s in source), source
         assert source == sorted(source)  # the resampling keeps the order of the frames
         assert int(row["num_source_frames"]) == num_source
+        assert row["checkpoint_sha256"] == hashlib.sha256(run["ckpt"].read_bytes()).hexdigest()
+        assert row["bundle_version"] == json.loads((VESSEL_BUNDLE / "configs/metadata.json").read_text())["version"]
         montage = Path(row["montage"])
         assert montage.parent == run["montages"] and montage.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     npz_rows = [r for n, r in run["rows"].items() if "#" in n]
@@ -129,7 +135,7 @@ def test_existing_output_is_not_overwritten(run, capsys):
             "--output", str(output), "--ckpt", str(run["ckpt"])]
     assert cli.main(args) == 1
     err = capsys.readouterr().err
-    assert str(output) in err and "--overwrite" in err
+    assert str(output) in err and "--overwrite" in err and "--resume" in err
     assert output.read_bytes() == before
     # with --overwrite it is replaced; no input succeeded: exit status 2
     assert cli.main([*args, "--overwrite"]) == 2
@@ -154,15 +160,16 @@ def test_cli_usage_errors(tmp_path, capsys):
 
 
 @needs_dicom
-def test_dicom_series_sorted_by_instance_number_with_modality_lut(tmp_path):
+def test_dicom_series_with_modality_lut_and_a_cine_in_one_folder(tmp_path):
     slices = np.stack([np.full((8, 10), 1000 * (i + 1)) for i in range(6)])
     folder = write_dicom_series(tmp_path / "series", slices)  # file names run backwards
     write_dicom(folder / "cine.dcm", np.zeros((3, 8, 10, 3)), "9.9", num_frames=3, rgb=True)
     specs = expand_inputs([folder])
     assert [(s.kind, s.id) for s in specs] == [("dicom_series", str(folder)), ("dicom", str(folder / "cine.dcm"))]
-    raw = read_input(specs[0])
-    assert raw.frames.shape == (1, 6, 8, 10) and raw.num_source_frames == 6
-    np.testing.assert_allclose(raw.frames[0, :, 0, 0], [1000 * (i + 1) - 100 for i in range(6)])  # intercept -100
+    seq = LoadSequence()(specs[0].source)
+    # identity ImageOrientationPatient: rows run to posterior, columns to the left, as the axial frames (SPL) do
+    assert seq.frames.shape == (1, 6, 8, 10) and seq.num_source_frames == 6 and seq.source_frames == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose(seq.frames[0, :, 0, 0], [1000 * (i + 1) - 100 for i in range(6)])  # intercept -100
 
 
 @needs_dicom
@@ -176,51 +183,38 @@ def test_dicom_folder_with_two_series(tmp_path):
 
 
 @needs_dicom
-def test_multiframe_rgb_dicom_becomes_grey(tmp_path):
+def test_multiframe_rgb_dicom_becomes_grey_and_is_resampled(tmp_path, vessel_checkpoint):
     rgb = np.zeros((5, 6, 7, 3), dtype=np.uint8)
     rgb[..., 0] = 200  # pure red: luma 0.299 * 200
     rgb[2, ..., 1] = 100  # frame 2 also green
     spec = expand_inputs([write_dicom(tmp_path / "cine.dcm", rgb, "1.2", num_frames=5, rgb=True)])[0]
-    raw = read_input(spec)
-    assert raw.frames.shape == (3, 5, 6, 7) and raw.num_source_frames == 5
-    image, source, _ = prepare_sequence(raw, (8, 6, 7), channels=1)
-    assert image.shape == (1, 8, 6, 7) and float(image.min()) == 0.0 and float(image.max()) == 1.0
-    assert source.tolist() == uniform_frame_indices(5, 8).tolist()
-    is_two = torch.as_tensor(source == 2)
-    assert torch.all(image[0, is_two] == 1.0) and torch.all(image[0, ~is_two] == 0.0)
+    predictor = BundlePredictor(VESSEL_BUNDLE, ckpt=vessel_checkpoint, overrides={"frame_size": 7})
+    data = predictor.prepare(spec.source)
+    image, index = data["image"], data["image_frame_index"].reshape(-1)
+    assert image.shape == (1, T, 7, 7) and index.tolist() == uniform_frame_indices(5, T).tolist()
+    is_two = index == 2
+    torch.testing.assert_close(image[0, ~is_two], torch.full_like(image[0, ~is_two], 0.299 * 200 / 255))
+    torch.testing.assert_close(image[0, is_two], torch.full_like(image[0, is_two], (0.299 * 200 + 0.587 * 100) / 255))
+    # each read frame first appears once: the mask marks the repeats of a short input
+    assert data["image_frame_mask"].sum() == 5
 
 
-@needs_nifti
-def test_nifti_slices_along_the_chosen_axis(tmp_path):
-    vol = np.random.default_rng(0).random((20, 24, 12)).astype(np.float32)
-    spec = expand_inputs([write_nifti(tmp_path / "v.nii", vol)])[0]
-    raw = read_input(spec)
-    assert raw.frames.shape == (1, 12, 20, 24)
-    np.testing.assert_allclose(raw.frames[0, 5], vol[..., 5])
-    raw0 = read_input(spec, slice_axis=0)
-    assert raw0.frames.shape == (1, 20, 24, 12)
-    np.testing.assert_allclose(raw0.frames[0, 3], vol[3])
+def test_npz_volume_gets_the_training_intensities(tmp_path, vessel_checkpoint):
+    """A MedMNIST npz volume through the bundle's inference preprocessing is exactly the training input (/ 255)."""
+    from monai_das.data import MedMNIST3D
 
-
-def test_prepare_sequence_resamples_resizes_and_scales():
-    frames = np.arange(40, dtype=np.float32)[None, :, None, None] * np.ones((1, 40, 32, 32), np.float32) + 5
-    raw = RawSequence(frames, np.arange(40), 40)
-    image, source, notes = prepare_sequence(raw, (28, 16, 16))
-    assert image.shape == (1, 28, 16, 16) and notes == []
-    assert source.tolist() == uniform_frame_indices(40, 28).tolist()
-    torch.testing.assert_close(image[0, :, 0, 0], torch.as_tensor(source / 39.0, dtype=torch.float32))
-    short, source, _ = prepare_sequence(RawSequence(frames[:, :6], np.arange(6), 6), (28, 8, 8))
-    assert short.shape == (1, 28, 8, 8) and sorted(set(source.tolist())) == list(range(6))
-    constant, _, notes = prepare_sequence(RawSequence(np.ones((1, 3, 4, 4), np.float32), np.arange(3), 3), (4, 4, 4))
-    assert float(constant.abs().max()) == 0.0 and "constant" in notes[0]
-
-
-def test_npz_expansion_and_missing_inputs(tmp_path):
-    npz = write_medmnist_npz(tmp_path / "m.npz", n_test=3, size=8)
-    assert [s.id for s in expand_inputs([npz])] == [f"{npz}#{i}" for i in range(3)]
+    npz = write_medmnist_npz(tmp_path / "vesselmnist3d.npz", n_test=3)
+    specs = expand_inputs([npz])
+    assert [s.id for s in specs] == [f"{npz}#{i}" for i in range(3)]
     assert [s.id for s in expand_inputs([npz], npz_split="val")] == [f"{npz}#0"]
-    raw = read_input(expand_inputs([npz])[1])
-    assert raw.frames.shape == (1, 8, 8, 8)
+    predictor = BundlePredictor(VESSEL_BUNDLE, ckpt=vessel_checkpoint)
+    training = MedMNIST3D(tmp_path, "vesselmnist3d", split="test", check_md5=False)
+    for i in range(3):
+        torch.testing.assert_close(torch.as_tensor(predictor.prepare(specs[i].source)["image"]),
+                                   torch.as_tensor(training[i]["image"]), rtol=0, atol=0)
+
+
+def test_missing_and_unknown_inputs(tmp_path):
     (tmp_path / "x.txt").write_text("x")
     missing, unknown = expand_inputs([tmp_path / "nope.nii", tmp_path / "x.txt"])
     assert missing.error and "nope.nii" in missing.error

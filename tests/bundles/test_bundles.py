@@ -21,10 +21,11 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from bundle_test_data import BUSV_SPLITS, MEDMNIST_CLASSES, medmnist_counts
+from bundle_test_data import BUSV_SPLITS, MEDMNIST_CLASSES, medmnist_counts, moving_blob, write_mp4
 
 monai_bundle = pytest.importorskip("monai.bundle")
 pytest.importorskip("ignite")
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLES_DIR = ROOT / "bundles"
 SCHEMA = BUNDLES_DIR / "meta_schema.json"
 BUNDLES = ["synthetic", *MEDMNIST_CLASSES, "covid_blues", "busv"]
-TRAIN, EVALUATE, INFERENCE = ["train.json"], ["train.json", "evaluate.json"], ["train.json", "inference.json"]
+TRAIN, EVALUATE, INFERENCE = ["train.json"], ["train.json", "evaluate.json"], ["inference.json"]
 
 
 def bundle_dir(name: str) -> Path:
@@ -78,6 +79,24 @@ def num_test_inputs(name: str, data: dict[str, str], target: str = "covid") -> i
             f"generated COVID-BLUES {split.split} split lacks a {target} label"
         )
     return len(test)
+
+
+def inference_inputs(name: str, folder: Path) -> dict:
+    """Overrides that point the standalone ``inference.json`` at files for the bundles whose training data it does
+    not read (the synthetic set is generated, BUSV is PNG frame folders): an npz of 8 synthetic test sequences, and
+    the 2 test videos as mp4 (their counts are those of :func:`num_test_inputs`)."""
+    if name not in ("synthetic", "busv"):
+        return {}
+    folder.mkdir(parents=True, exist_ok=True)
+    if name == "synthetic":
+        from monai_das.data import save_synthetic_npz
+
+        save_synthetic_npz(folder / "synthetic.npz", num_train=1, num_val=1, num_test=8, num_frames=20, seed=3)
+    else:
+        rng = np.random.default_rng(0)
+        for i in range(len(BUSV_SPLITS["test"])):
+            write_mp4(str(folder / f"clip{i}.mp4"), moving_blob(10 + 10 * i, i, rng))
+    return {"input_paths": [str(folder)]}
 
 
 def run_workflow(name: str, configs: list[str], **override):
@@ -176,7 +195,7 @@ def train_evaluate_infer(name: str, out: Path, data: dict[str, str], **extra) ->
     evaluation = run_workflow(name, EVALUATE, **overrides)
     # evaluate's CheckpointLoader put the trained weights into the network it evaluated
     check_checkpoint(ckpt, evaluation.parser.get_parsed_content("network_def"))
-    run_workflow(name, INFERENCE, **overrides)
+    run_workflow(name, INFERENCE, **overrides, **inference_inputs(name, out.parent / "inference_inputs"))
     return overrides
 
 
@@ -271,7 +290,7 @@ def test_backbone_resnet3d(bundle_data, tmp_path, restore_torch_state):
     check_checkpoint(out / "model.pt", evaluation.parser.get_parsed_content("network_def"))
     metrics = read_metrics(out / "eval" / "metrics.csv")
     assert 0.0 <= metrics["test_auc"] <= 1.0, metrics
-    run_workflow(name, ["train.json", "inference.json", extra], **overrides)
+    run_workflow(name, ["inference.json", extra], **overrides)
     check_predictions(out / "predictions.csv", class_names(name), num_test_inputs(name, bundle_data),
                       28, 14)
 

@@ -1,0 +1,176 @@
+"""A bundle's inference definition (``configs/inference.json``: ``preprocessing`` and ``network_def``) with a
+checkpoint, run on one input at a time: what ``monai-das predict`` and the MONAI Label task execute."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Prediction", "BundlePredictor", "file_sha256"]
+
+logger = logging.getLogger(__name__)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Prediction:
+    """One input's result.
+
+    Attributes:
+        probabilities: ``(num_classes,)`` softmax probabilities.
+        picks: ``(k,)`` the sampler's picks in the network's ``T`` frames (``None`` without a sampler).
+        source_frames: ``(k,)`` the same picks as the file numbers its frames (see ``monai_das.data.FrameSequence``).
+        source_uids: ``(k,)`` their SOPInstanceUIDs (DICOM series), else empty.
+        num_source_frames: frames in the file.
+        image: the network's input ``(C, T, H, W)``.
+        sampler_output: the sampler's output (picks, scores), or ``None``.
+        notes: warnings raised while reading and preparing the input.
+    """
+
+    probabilities: np.ndarray
+    picks: np.ndarray | None
+    source_frames: list[int]
+    source_uids: list[str]
+    num_source_frames: int
+    image: torch.Tensor
+    sampler_output: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+class BundlePredictor:
+    """A bundle's ``configs/inference.json`` (``preprocessing`` and ``network_def``) with a checkpoint, in eval mode.
+
+    Args:
+        bundle: the bundle folder.
+        ckpt: the checkpoint: a state dict, or ``{"model": state dict}``; default the config's ``ckpt_path``
+            (``<bundle>/outputs/model.pt``), else ``<bundle>/models/model.pt``.
+        device: torch device of the network.
+        overrides: values for keys of ``inference.json`` (e.g. ``{"sampler_name": "dps", "slice_plane": "coronal"}``).
+
+    Attributes:
+        spatial_shape: ``(T, H, W)`` of the network's input.
+        channels: input channels.
+        class_names: output class names.
+        ckpt: the checkpoint used; ``ckpt_sha256`` its sha256; ``version`` the bundle's metadata version.
+
+    Raises:
+        FileNotFoundError: for a missing bundle config, metadata or checkpoint.
+        ValueError: for an unknown override key or a checkpoint that does not fit the network.
+    """
+
+    def __init__(
+        self,
+        bundle: str | os.PathLike,
+        ckpt: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        from monai.bundle import ConfigParser
+
+        self.bundle = Path(bundle)
+        config_file = self.bundle / "configs" / "inference.json"
+        meta_file = self.bundle / "configs" / "metadata.json"
+        for f in (config_file, meta_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"bundle '{self.bundle}' has no {f.relative_to(self.bundle)} ({f}).")
+        parser = ConfigParser()
+        parser.read_config(str(config_file))
+        parser.read_meta(str(meta_file))
+        overrides = dict(overrides or {})
+        unknown = [k for k in overrides if k not in parser]
+        if unknown:
+            raise ValueError(f"unknown option(s) {['--' + k for k in unknown]}: neither an option of predict nor a "
+                             f"key of {config_file}.")
+        parser.update({"bundle_root": str(self.bundle), **overrides})
+        self.parser = parser
+        self.version = str(json.loads(meta_file.read_text()).get("version", ""))
+        self.class_names = [str(c) for c in parser.get_parsed_content("class_names")]
+        self.channels = int(parser.get_parsed_content("in_channels"))
+        size = int(parser.get_parsed_content("frame_size"))
+        self.spatial_shape = (int(parser.get_parsed_content("num_frames")), size, size)
+        self.preprocessing = parser.get_parsed_content("preprocessing")
+        self.ckpt = self._find_checkpoint(ckpt)
+        self.ckpt_sha256 = file_sha256(self.ckpt)
+        self.device = torch.device(device)
+        network = parser.get_parsed_content("network_def")
+        state = torch.load(self.ckpt, map_location="cpu", weights_only=True)
+        if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
+            state = state["model"]
+        try:
+            network.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as e:
+            raise ValueError(f"checkpoint '{self.ckpt}' does not fit the network of bundle '{self.bundle}' "
+                             f"(sampler_name={parser.get('sampler_name', '?')}): {e}") from e
+        self.network = network.to(self.device).eval()
+
+    def _find_checkpoint(self, ckpt: str | os.PathLike | None) -> Path:
+        if ckpt is not None:
+            path = Path(ckpt)
+            if not path.is_file():
+                raise FileNotFoundError(f"checkpoint '{path}' not found.")
+            return path
+        candidates = [Path(self.parser.get_parsed_content("ckpt_path")), self.bundle / "models" / "model.pt"]
+        for c in candidates:
+            if c.is_file():
+                return c
+        raise FileNotFoundError(f"no checkpoint found at {[str(c) for c in candidates]}; pass --ckpt PATH.")
+
+    def prepare(self, source: Any) -> dict[str, Any]:
+        """Run the bundle's ``preprocessing`` on one input (a path, the files of a DICOM series, or an array).
+
+        Raises:
+            the error of the transform that failed (MONAI's ``Compose`` wraps it in a ``RuntimeError`` naming only
+            the transform).
+        """
+        try:
+            return self.preprocessing({"image": source})
+        except RuntimeError as e:
+            cause: BaseException = e
+            while str(cause).startswith("applying transform") and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if cause is e:
+                raise
+            raise cause from None
+
+    @torch.no_grad()
+    def __call__(self, source: Any) -> Prediction:
+        """Read, prepare and classify one input.
+
+        Raises:
+            ValueError, RuntimeError: for an input that cannot be read or run (the message names it).
+        """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = self.prepare(source)
+        notes = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning)]
+        image = torch.as_tensor(data["image"]).float()
+        logits = self.network(image[None].to(self.device))
+        probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+        out = getattr(self.network, "last_sampler_output", None)
+        picks = out.indices[0].cpu().numpy().astype(np.int64) if out is not None else None
+        source_frames, source_uids = [], []
+        if picks is not None:
+            read_index = torch.as_tensor(data["image_frame_index"]).reshape(-1)[picks].tolist()
+            source_frames = [int(data["image_source_frames"][i]) for i in read_index]
+            uids = data["image_source_uids"].split()
+            source_uids = [uids[i] for i in read_index] if uids else []
+        return Prediction(probs, picks, source_frames, source_uids, int(data["image_num_source_frames"]),
+                          image, out, notes)
