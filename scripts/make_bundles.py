@@ -456,8 +456,8 @@ def inference_config(name: str, spec: dict) -> dict:
                            "transforms": [{"_target_": "Activationsd", "keys": "pred", "softmax": True}]},
         "predictions_path": "$@output_dir + '/predictions.csv'",
         "handlers": [
-            {"_target_": "CheckpointLoader", "load_path": "@ckpt_path", "load_dict": {"model": "@network"},
-             "map_location": "@device"},
+            {"_target_": "monai_das.handlers.SafeCheckpointLoader", "load_path": "@ckpt_path",
+             "load_dict": {"model": "@network"}, "map_location": "@device"},
             {"_target_": "monai_das.handlers.PredictionWriter", "output_path": "@predictions_path",
              "network": "@network", "class_names": "@class_names", "id_key": "id"},
         ],

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from monai_das.handlers import load_checkpoint
+
 __all__ = ["Prediction", "BundlePredictor", "file_sha256"]
 
 logger = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ class BundlePredictor:
         self.ckpt_sha256 = file_sha256(self.ckpt)
         self.device = torch.device(device)
         network = parser.get_parsed_content("network_def")
-        state = torch.load(self.ckpt, map_location="cpu", weights_only=True)
+        state = load_checkpoint(self.ckpt)
         if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
             state = state["model"]
         try:

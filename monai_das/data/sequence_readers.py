@@ -308,10 +308,10 @@ def read_video(
     intensities 0-255 (``load_video``'s [0, 1] times 255, rounded: the 8-bit values of the decoded frames).
 
     Raises:
-        ValueError: naming the file, when it cannot be decoded or the kept frames are over ``max_voxels``.
+        ValueError: naming the file, when it cannot be decoded or the kept frames are over ``max_voxels`` (checked
+            by ``load_video`` before the frames are kept).
     """
-    frames, meta = load_video(path, max_frames=max_frames, grayscale=grayscale)
-    check_size(os.fspath(path), frames.shape, max_voxels)
+    frames, meta = load_video(path, max_frames=max_frames, grayscale=grayscale, max_voxels=max_voxels)
     n, total = frames.shape[1], int(meta.get("total_frames", frames.shape[1]))
     source = uniform_frame_indices(total, n) if total > n else np.arange(n)
     pixels = np.round(frames * np.float32(255.0))
