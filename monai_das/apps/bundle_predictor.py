@@ -4,7 +4,6 @@ checkpoint, run on one input at a time: what ``monai-das predict`` and the MONAI
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import warnings
@@ -18,7 +17,7 @@ import torch
 
 from monai_das.handlers import load_checkpoint
 
-__all__ = ["Prediction", "BundlePredictor", "file_sha256"]
+__all__ = ["Prediction", "BundlePredictor", "bundle_parser", "file_sha256"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +29,38 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def bundle_parser(bundle: str | os.PathLike, overrides: Mapping[str, Any] | None = None, strict: bool = True) -> Any:
+    """A ``ConfigParser`` of a bundle's ``configs/inference.json`` and ``metadata.json``, with ``overrides``.
+
+    Args:
+        bundle: the bundle folder.
+        overrides: values for keys of ``inference.json``.
+        strict: refuse a key that ``inference.json`` does not have (else it is left out).
+
+    Raises:
+        FileNotFoundError: for a missing config or metadata file.
+        ValueError: for an unknown override key (``strict``).
+    """
+    from monai.bundle import ConfigParser
+
+    bundle = Path(bundle)
+    config_file = bundle / "configs" / "inference.json"
+    meta_file = bundle / "configs" / "metadata.json"
+    for f in (config_file, meta_file):
+        if not f.is_file():
+            raise FileNotFoundError(f"bundle '{bundle}' has no {f.relative_to(bundle)} ({f}).")
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    parser.read_meta(str(meta_file))
+    overrides = dict(overrides or {})
+    unknown = [k for k in overrides if k not in parser]
+    if unknown and strict:
+        raise ValueError(f"unknown option(s) {['--' + k for k in unknown]}: neither an option of predict nor a key of "
+                         f"{config_file}.")
+    parser.update({"bundle_root": str(bundle), **{k: v for k, v in overrides.items() if k not in unknown}})
+    return parser
 
 
 @dataclass
@@ -85,30 +116,17 @@ class BundlePredictor:
         device: str | torch.device = "cpu",
         overrides: Mapping[str, Any] | None = None,
     ) -> None:
-        from monai.bundle import ConfigParser
-
         self.bundle = Path(bundle)
-        config_file = self.bundle / "configs" / "inference.json"
-        meta_file = self.bundle / "configs" / "metadata.json"
-        for f in (config_file, meta_file):
-            if not f.is_file():
-                raise FileNotFoundError(f"bundle '{self.bundle}' has no {f.relative_to(self.bundle)} ({f}).")
-        parser = ConfigParser()
-        parser.read_config(str(config_file))
-        parser.read_meta(str(meta_file))
-        overrides = dict(overrides or {})
-        unknown = [k for k in overrides if k not in parser]
-        if unknown:
-            raise ValueError(f"unknown option(s) {['--' + k for k in unknown]}: neither an option of predict nor a "
-                             f"key of {config_file}.")
-        parser.update({"bundle_root": str(self.bundle), **overrides})
+        self.overrides = dict(overrides or {})
+        parser = bundle_parser(self.bundle, self.overrides)
         self.parser = parser
-        self.version = str(json.loads(meta_file.read_text()).get("version", ""))
+        self.version = str(parser.get("_meta_", {}).get("version", ""))
         self.class_names = [str(c) for c in parser.get_parsed_content("class_names")]
         self.channels = int(parser.get_parsed_content("in_channels"))
         size = int(parser.get_parsed_content("frame_size"))
         self.spatial_shape = (int(parser.get_parsed_content("num_frames")), size, size)
         self.preprocessing = parser.get_parsed_content("preprocessing")
+        self._by_plane = {parser.get_parsed_content("slice_plane"): self.preprocessing}
         self.ckpt = self._find_checkpoint(ckpt)
         self.ckpt_sha256 = file_sha256(self.ckpt)
         self.device = torch.device(device)
@@ -135,44 +153,62 @@ class BundlePredictor:
                 return c
         raise FileNotFoundError(f"no checkpoint found at {[str(c) for c in candidates]}; pass --ckpt PATH.")
 
-    def prepare(self, source: Any) -> dict[str, Any]:
+    def preprocessing_for(self, slice_plane: str | None = None) -> Any:
+        """The bundle's ``preprocessing``, with another ``slice_plane`` when given (built once per plane)."""
+        if slice_plane is None:
+            return self.preprocessing
+        if slice_plane not in self._by_plane:
+            parser = bundle_parser(self.bundle, {**self.overrides, "slice_plane": slice_plane})
+            self._by_plane[slice_plane] = parser.get_parsed_content("preprocessing")
+        return self._by_plane[slice_plane]
+
+    def prepare(self, source: Any, slice_plane: str | None = None) -> dict[str, Any]:
         """Run the bundle's ``preprocessing`` on one input (a path, the files of a DICOM series, or an array).
+
+        Returns:
+            the preprocessing's dict (``image`` ``(C, T, H, W)``, ``image_frame_index``, ``image_source_frames``...)
+            with ``notes``: the warnings raised on the way, one line each.
 
         Raises:
             the error of the transform that failed (MONAI's ``Compose`` wraps it in a ``RuntimeError`` naming only
             the transform).
         """
-        try:
-            return self.preprocessing({"image": source})
-        except RuntimeError as e:
-            cause: BaseException = e
-            while str(cause).startswith("applying transform") and cause.__cause__ is not None:
-                cause = cause.__cause__
-            if cause is e:
-                raise
-            raise cause from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                data = self.preprocessing_for(slice_plane)({"image": source})
+            except RuntimeError as e:
+                cause: BaseException = e
+                while str(cause).startswith("applying transform") and cause.__cause__ is not None:
+                    cause = cause.__cause__
+                if cause is e:
+                    raise
+                raise cause from None
+        data["notes"] = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning)]
+        return data
+
+    @staticmethod
+    def trace(data: Mapping[str, Any], picks: Any) -> tuple[list[int], list[str]]:
+        """The picks (indices among the network's ``T`` frames) as the file numbers its frames, and their
+        SOPInstanceUIDs (DICOM series; else empty): from what :meth:`prepare` returned."""
+        read_index = torch.as_tensor(data["image_frame_index"]).reshape(-1)[torch.as_tensor(picks)].tolist()
+        uids = str(data["image_source_uids"]).split()
+        return ([int(data["image_source_frames"][i]) for i in read_index],
+                [uids[i] for i in read_index] if uids else [])
 
     @torch.no_grad()
-    def __call__(self, source: Any) -> Prediction:
+    def __call__(self, source: Any, slice_plane: str | None = None) -> Prediction:
         """Read, prepare and classify one input.
 
         Raises:
             ValueError, RuntimeError: for an input that cannot be read or run (the message names it).
         """
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            data = self.prepare(source)
-        notes = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning)]
+        data = self.prepare(source, slice_plane)
         image = torch.as_tensor(data["image"]).float()
         logits = self.network(image[None].to(self.device))
         probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
         out = getattr(self.network, "last_sampler_output", None)
         picks = out.indices[0].cpu().numpy().astype(np.int64) if out is not None else None
-        source_frames, source_uids = [], []
-        if picks is not None:
-            read_index = torch.as_tensor(data["image_frame_index"]).reshape(-1)[picks].tolist()
-            source_frames = [int(data["image_source_frames"][i]) for i in read_index]
-            uids = data["image_source_uids"].split()
-            source_uids = [uids[i] for i in read_index] if uids else []
+        source_frames, source_uids = self.trace(data, picks) if picks is not None else ([], [])
         return Prediction(probs, picks, source_frames, source_uids, int(data["image_num_source_frames"]),
-                          image, out, notes)
+                          image, out, data["notes"])

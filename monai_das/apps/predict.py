@@ -38,7 +38,6 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +47,14 @@ from monai.utils import optional_import
 
 from monai_das.apps.bundle_predictor import BundlePredictor
 from monai_das.apps.prediction_table import PredictionTable
-from monai_das.data import DEFAULT_MAX_VOXELS, INPUT_SPLITS, SLICE_PLANES, InputSpec, LoadSequence, expand_inputs
+from monai_das.data import DEFAULT_MAX_VOXELS, INPUT_SPLITS, SLICE_PLANES, InputSpec, expand_inputs
 
 PILImage, has_pil = optional_import("PIL.Image")
 
 __all__ = [
     "BundlePredictor",
     "InputSpec",
-    "RawSequence",
     "expand_inputs",
-    "read_input",
-    "prepare_sequence",
     "write_montage",
     "predict",
     "build_parser",
@@ -69,42 +65,6 @@ logger = logging.getLogger(__name__)
 
 MONTAGE_STYLES = ("picks", "decisions")
 EXIT_OK, EXIT_SETUP_ERROR, EXIT_ALL_FAILED = 0, 1, 2
-
-
-# ------------------------------------------------------ kept for apps/monailabel until its task runs BundlePredictor
-
-
-@dataclass
-class RawSequence:
-    """Frames ``(C, N, H, W)`` as read, the file's index of each, the file's number of frames."""
-
-    frames: np.ndarray
-    source_frames: np.ndarray
-    num_source_frames: int
-
-
-def read_input(spec: InputSpec, slice_axis: int = -1, grayscale: bool = True,
-               max_frames: int | None = None) -> RawSequence:
-    """One input read by :class:`monai_das.data.LoadSequence` (axial slices; ``slice_axis`` is no longer used)."""
-    seq = LoadSequence(max_frames=max_frames, channels=1 if grayscale else 3)(spec.source)
-    return RawSequence(seq.frames.numpy(), np.asarray(seq.source_frames), seq.num_source_frames)
-
-
-def prepare_sequence(raw: RawSequence, spatial_shape: Sequence[int],
-                     channels: int = 1) -> tuple[torch.Tensor, np.ndarray, list[str]]:
-    """The frame steps of the bundles' ``inference.json``: 8-bit units to [0, 1], ``T`` frames, ``H x W``."""
-    from monai.transforms import Resize, ScaleIntensityRange
-
-    from monai_das.transforms import PadOrCropFrames, pad_or_crop_frame_indices
-
-    t, h, w = (int(s) for s in spatial_shape)
-    x = torch.as_tensor(np.asarray(raw.frames, dtype=np.float32))
-    if x.shape[0] != channels:
-        x = x.mean(0, keepdim=True) if channels == 1 else x.repeat(3, 1, 1, 1)
-    index, _ = pad_or_crop_frame_indices(x.shape[1], t, "resample", "repeat")
-    x = PadOrCropFrames(t, pad_mode="repeat")(ScaleIntensityRange(0.0, 255.0, 0.0, 1.0, clip=True)(x))
-    image = torch.as_tensor(Resize((-1, h, w), mode="area")(x)).float()
-    return image.contiguous(), np.asarray(raw.source_frames)[index], []
 
 
 # ------------------------------------------------------------------------------------------------------------ montage

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from apps_testing import (
     VESSEL_BUNDLE,
-    build_network,
     has_av,
     has_pydicom,
     write_dicom_series,
@@ -29,7 +27,10 @@ from apps_testing import (
 )
 from monailabel_server import Server, running_server
 
-from monai_das.apps.predict import BundlePredictor, expand_inputs, prepare_sequence, read_input
+from monai_das.apps.bundle_predictor import BundlePredictor
+from monai_das.apps.predict import predict
+
+monai_bundle_run = pytest.importorskip("monai.bundle").scripts.create_workflow
 
 T, K = 28, 14  # the vessel bundle: 28 frames of 28 x 28, k = round(0.5 * 28)
 CLASSES = ["vessel", "aneurysm"]
@@ -40,22 +41,17 @@ MODEL = VESSEL_BUNDLE.name
 def server(tmp_path_factory, vessel_checkpoint):
     def make_studies(studies: Path) -> None:
         rng = np.random.default_rng(0)
-        for name, scale in (("case001", 1.0), ("case_a", 2.0), ("case_b", 0.5)):
+        for name, scale in (("case001", 255.0), ("case_a", 200.0), ("case_b", 100.0)):  # the bundle's 8-bit units
             write_nifti(studies / f"{name}.nii.gz", rng.random((T, T, T)) * scale)
 
     with running_server(tmp_path_factory.mktemp("monailabel"), vessel_checkpoint, make_studies) as srv:
         yield srv
 
 
-def _reference(ckpt: Path, path: Path) -> tuple[np.ndarray, list[int], np.ndarray]:
-    """Probabilities, picks and source indices of the vessel network with ``ckpt`` on the resampled input."""
-    net = build_network(calibrate=False)
-    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
-    raw = read_input(expand_inputs([path])[0], max_frames=T)
-    image, source, _ = prepare_sequence(raw, (T, T, T), 1)
-    with torch.no_grad():
-        probs = torch.softmax(net(image[None]), dim=1)[0].numpy()
-    return probs, net.last_sampler_output.indices[0].tolist(), source
+def _reference(ckpt: Path, path: Path) -> tuple[np.ndarray, list[int], list[int]]:
+    """Probabilities, picks and their source frame numbers of the vessel bundle with ``ckpt`` on one input."""
+    result = BundlePredictor(VESSEL_BUNDLE, ckpt=ckpt)(str(path))
+    return result.probabilities, result.picks.tolist(), result.source_frames
 
 
 def _post_infer(server: Server, **kwargs) -> dict:
@@ -66,7 +62,7 @@ def _post_infer(server: Server, **kwargs) -> dict:
     return response.json()
 
 
-def _check_result(result: dict, ref_probs: np.ndarray, ref_picks: list[int], ref_source: np.ndarray) -> None:
+def _check_result(result: dict, ref_probs: np.ndarray, ref_picks: list[int], ref_source: list[int]) -> None:
     scores = {p["label"]: p["score"] for p in result["prediction"]}
     assert list(scores) == CLASSES
     assert list(result["probabilities"]) == CLASSES
@@ -76,7 +72,7 @@ def _check_result(result: dict, ref_probs: np.ndarray, ref_picks: list[int], ref
     assert len(picks) == K == len(set(picks))
     assert picks == sorted(picks) and all(0 <= i < T for i in picks)
     assert picks == ref_picks
-    assert result["source_slices"] == [int(ref_source[i]) for i in picks]
+    assert result["source_slices"] == list(ref_source)
     assert result["num_slices"] == T
     assert result["predicted_label"] == CLASSES[int(np.argmax(ref_probs))]
     assert result["label_names"] == {c: i for i, c in enumerate(CLASSES)}
@@ -101,6 +97,33 @@ def test_infer_datastore_image(server, vessel_checkpoint):
             "prediction", "predicted_label", "picked_slices", "source_slices", "num_slices", "num_source_slices")}))
         _check_result(result, *_reference(vessel_checkpoint, server.studies / "case001.nii.gz"))
         assert result["num_source_slices"] == T and result["source_slices"] == result["picked_slices"]
+
+
+def test_bundle_inference_predict_and_monailabel_agree(server, vessel_checkpoint, tmp_path):
+    """One file through ``python -m monai.bundle run --config_file configs/inference.json`` (its own Dataset,
+    DataLoader, evaluator and CheckpointLoader), ``monai-das predict`` and the MONAI Label server: the same
+    probabilities and the same picks, since all three execute the bundle's inference.json."""
+    import csv
+
+    path = server.studies / "case_a.nii.gz"
+    out = tmp_path / "bundle"
+    workflow = monai_bundle_run(config_file=str(VESSEL_BUNDLE / "configs" / "inference.json"), logging_file=False,
+                                bundle_root=str(VESSEL_BUNDLE), input_paths=[str(path)], output_dir=str(out),
+                                ckpt_path=str(vessel_checkpoint))
+    workflow.run()
+    workflow.finalize()
+    with open(out / "predictions.csv", newline="") as f:
+        (bundle_row,) = list(csv.DictReader(f))
+    (predict_row,) = predict(VESSEL_BUNDLE, [path], tmp_path / "predict.csv", ckpt=vessel_checkpoint)
+    with server.log_on_failure():
+        served = _post_infer(server, params={"image": "case_a"})
+    probs = {c: float(bundle_row[f"prob_{c}"]) for c in CLASSES}
+    assert {c: float(predict_row[f"prob_{c}"]) for c in CLASSES} == probs  # both written with 6 decimals
+    assert all(abs(served["probabilities"][c] - probs[c]) <= 5e-7 for c in CLASSES), (served["probabilities"], probs)
+    picks = [int(i) for i in bundle_row["picked_frames"].split()]
+    assert [int(i) for i in predict_row["picked_frames"].split()] == picks == served["picked_slices"]
+    assert len(picks) == K and bundle_row["predicted_label"] == predict_row["predicted_label"]
+    assert served["checkpoint_sha256"] == predict_row["checkpoint_sha256"]
 
 
 @pytest.mark.skipif(not has_av, reason="PyAV is not installed")
@@ -160,13 +183,8 @@ def test_train_then_infer(server, vessel_checkpoint):
         assert stats["started_from"] == str(vessel_checkpoint)
         assert requests.get(f"{server.url}/info/", timeout=30).json()["train_stats"][MODEL]["epochs"] == 1
         result = _post_infer(server, params={"image": "case001"})
-        trained = BundlePredictor(VESSEL_BUNDLE, ckpt=published)
-        raw = read_input(expand_inputs([server.studies / "case001.nii.gz"])[0])
-        image, source, _ = prepare_sequence(raw, trained.spatial_shape, trained.channels)
-        with torch.no_grad():
-            probs = torch.softmax(trained.network(image[None]), dim=1)[0].numpy()
-        picks = trained.network.last_sampler_output.indices[0]
-        _check_result(result, probs, picks.tolist(), source)
+        probs, picks, source = _reference(published, server.studies / "case001.nii.gz")
+        _check_result(result, probs, picks, source)
         before = _reference(vessel_checkpoint, server.studies / "case001.nii.gz")[0]
         assert not np.allclose(probs, before, atol=1e-6), "the served model did not change after training"
 

@@ -127,7 +127,7 @@ def test_image_ids_never_reach_the_config(server):
 
 INFER_ATTACKS = {
     "device string": ("case_a", {"device": f"cpu'); {SHELL}; ('"}, 400, "device"),
-    "slice_axis expression": ("case_a", {"slice_axis": f"${SHELL}"}, 400, "slice_axis"),
+    "slice_plane expression": ("case_a", {"slice_plane": f"${SHELL}"}, 400, "slice_plane"),
     "unknown option": ("case_a", {"sampler_name": f"${SHELL}"}, 400, "sampler_name"),
     "image in params": ("case_a", {"image": "/etc/passwd"}, 403, "outside the datastore"),
     "absolute path": ("/etc/passwd", None, 403, "outside the datastore"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .infer import DASClassificationInferTask, LoadSequenced, bundle_class_names
+from .infer import BundlePreprocessd, DASClassificationInferTask, bundle_class_names
 from .request_checks import RequestError
 from .train import (
     LABEL_KEY,
@@ -36,7 +36,7 @@ SAMPLE_APP = Path(__file__).resolve().parent / "sample_app"
 __all__ = [
     "SAMPLE_APP",
     "DASClassificationInferTask",
-    "LoadSequenced",
+    "BundlePreprocessd",
     "bundle_class_names",
     "LABEL_KEY",
     "LABELS_CSV",

@@ -1,17 +1,19 @@
 """A MONAI Label infer task that serves a monai_das classification bundle: class probabilities and the picked slices.
 
-The task reads its input with the readers of ``monai-das predict`` (NIfTI volume, DICOM series folder, DICOM file,
-video) and brings it to the bundle's ``[T, H, W]`` with the same resampling
-(:func:`monai_das.apps.predict.prepare_sequence`); the network is the bundle's ``network_def`` with a checkpoint,
-built by :class:`monai_das.apps.predict.BundlePredictor`. The result JSON holds MONAI Label's ``prediction`` list
-(``{"idx", "label", "score"}`` per class, softmax probabilities) and adds:
+The task executes the bundle's own ``configs/inference.json`` (its ``preprocessing`` and ``network_def``, through
+:class:`monai_das.apps.BundlePredictor`), as ``monai-das predict`` and ``python -m monai.bundle run`` do: the same
+readers (NIfTI volume, DICOM series folder, DICOM file, video), slice direction, intensities and resampling. The
+result JSON holds MONAI Label's ``prediction`` list (``{"idx", "label", "score"}`` per class, softmax probabilities)
+and adds:
 
 - ``probabilities``: ``{class name: probability}``;
 - ``predicted_label``: the most probable class;
-- ``picked_slices``: the sampler's k picks, increasing, in the resampled sequence ``[0, T)``;
-- ``source_slices``: the same picks as slice / frame indices of the original file (0-based);
+- ``picked_slices``: the sampler's k picks, increasing, among the network's ``T`` frames;
+- ``source_slices``: the same picks as the file numbers its frames (NIfTI: voxel index along the slice direction;
+  DICOM series: InstanceNumber, with ``source_uids`` their SOPInstanceUIDs; cine, video: frame index);
 - ``num_slices`` (T) and ``num_source_slices``;
-- ``warnings``: notes of the preprocessing (e.g. a constant input).
+- ``checkpoint_sha256`` and ``bundle_version``;
+- ``warnings``: notes of the reading and preprocessing.
 
 Class scores are never resized or restored to the image grid (no ``Restored`` step): ``pred`` stays a 1-D
 ``MetaTensor`` of probabilities, which is what MONAI Label's ``ClassificationWriter`` expects.
@@ -33,15 +35,9 @@ from monai.inferers import Inferer
 from monai.transforms import Activationsd, EnsureTyped, MapTransform
 from monai.utils import optional_import
 
-from monai_das.apps.predict import (
-    BundlePredictor,
-    InputSpec,
-    RawSequence,
-    expand_inputs,
-    prepare_sequence,
-    read_input,
-)
-from monai_das.apps.monailabel.request_checks import check_device, check_int
+from monai_das.apps.bundle_predictor import BundlePredictor
+from monai_das.apps.monailabel.request_checks import RequestError, check_device
+from monai_das.data import slice_axcodes
 
 BasicInferTask, has_monailabel = optional_import(
     "monailabel.tasks.infer.basic_infer", name="BasicInferTask", as_type="base"
@@ -50,7 +46,7 @@ InferType, _ = optional_import("monailabel.interfaces.tasks.infer_v2", name="Inf
 MONAILabelException, _ = optional_import("monailabel.interfaces.exception", name="MONAILabelException")
 MONAILabelError, _ = optional_import("monailabel.interfaces.exception", name="MONAILabelError")
 
-__all__ = ["bundle_class_names", "LoadSequenced", "DASClassificationInferTask"]
+__all__ = ["bundle_class_names", "BundlePreprocessd", "DASClassificationInferTask"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,57 +74,26 @@ def bundle_class_names(bundle: str | os.PathLike) -> list[str]:
     return names
 
 
-class LoadSequenced(MapTransform):
-    """Read one input and bring it to the network's ``(C, T, H, W)``, as ``monai-das predict`` does.
-
-    ``data[key]`` is a path: a NIfTI file, a video, a DICOM file, or a folder holding one DICOM series (as MONAI
-    Label passes DICOMweb studies); or an array of frames ``(N, H, W)`` / ``(C, N, H, W)``. It is replaced by a
-    float32 tensor ``(channels, T, H, W)`` in [0, 1]; ``source_slices`` (the original index of each of the T frames),
-    ``num_source_slices`` and ``das_notes`` (preprocessing notes) are added.
+class BundlePreprocessd(MapTransform):
+    """The bundle's inference ``preprocessing`` (:meth:`monai_das.apps.BundlePredictor.prepare`) on ``data[key]``
+    (a path or an array); its results (the network's input ``(C, T, H, W)`` under ``key``, the frame tracing keys,
+    ``notes``) are merged into the dict.
 
     Args:
         keys: the input key (one).
-        spatial_shape: the network's ``(T, H, W)``.
-        channels: the network's input channels.
-        slice_axis: NIfTI only: the voxel axis whose slices are the frames (default the last).
-
-    Raises:
-        ValueError: for an input that cannot be read (the message names it), or a folder that does not hold
-            exactly one DICOM series / input.
+        predictor: the bundle's predictor.
+        slice_plane: volumes: the slice direction (``None``: the bundle's).
     """
 
-    def __init__(self, keys: Any, spatial_shape: Sequence[int], channels: int = 1, slice_axis: int = -1) -> None:
+    def __init__(self, keys: Any, predictor: BundlePredictor, slice_plane: str | None = None) -> None:
         super().__init__(keys)
-        self.spatial_shape = tuple(int(s) for s in spatial_shape)
-        self.channels = int(channels)
-        self.slice_axis = int(slice_axis)
-
-    def _raw(self, value: Any) -> RawSequence:
-        if isinstance(value, (np.ndarray, torch.Tensor)):
-            frames = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, np.float32)
-            frames = frames[None] if frames.ndim == 3 else frames
-            if frames.ndim != 4:
-                raise ValueError(f"an array input must be (N, H, W) or (C, N, H, W), got shape {frames.shape}.")
-            n = frames.shape[1]
-            return RawSequence(frames, np.arange(n, dtype=np.int64), n)
-        if not isinstance(value, (str, os.PathLike)):
-            raise TypeError(f"the image must be a path or an array, got {type(value).__name__}.")
-        specs: list[InputSpec] = expand_inputs([value])
-        if len(specs) != 1:
-            raise ValueError(f"'{value}' holds {len(specs)} inputs ({[s.id for s in specs][:5]}); one volume, "
-                             "DICOM series or video per request is needed.")
-        return read_input(specs[0], slice_axis=self.slice_axis, grayscale=self.channels == 1,
-                          max_frames=self.spatial_shape[0])
+        self.predictor, self.slice_plane = predictor, slice_plane
 
     def __call__(self, data: Mapping[Any, Any]) -> dict[Any, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            raw = self._raw(d[key])
-            image, source, notes = prepare_sequence(raw, self.spatial_shape, self.channels)
-            d[key] = image
-            d["source_slices"] = [int(s) for s in source]
-            d["num_source_slices"] = int(raw.num_source_frames)
-            d["das_notes"] = list(notes)
+            prepared = self.predictor.prepare(d[key], self.slice_plane)
+            d.update({k if k != "image" else key: v for k, v in prepared.items()})
         return d
 
 
@@ -150,7 +115,7 @@ class _PicksInferer(Inferer):
 class DASClassificationInferTask(BasicInferTask):
     """MONAI Label infer task (``InferType.CLASSIFICATION``, ``dimension=3``) for a monai_das classification bundle.
 
-    The network is built from the bundle's ``configs/train.json`` (``network_def``) and loaded from the last
+    The network is built from the bundle's ``configs/inference.json`` (``network_def``) and loaded from the last
     existing file of ``path`` (MONAI Label's convention: a pretrained checkpoint first, the app's trained one last);
     it is rebuilt when that file changes (a training run published a new checkpoint). The task is listed by the
     server (``is_valid``) only once a checkpoint exists.
@@ -158,8 +123,10 @@ class DASClassificationInferTask(BasicInferTask):
     Args:
         bundle: the bundle folder.
         path: checkpoint file(s) (a state dict, or ``{"model": state dict}``); the last one that exists is used.
-        overrides: values for keys of the bundle's ``train.json`` used at training (e.g. ``{"sampler_name": "dps"}``).
-        slice_axis: NIfTI only: default voxel axis of the slices (a request may pass ``slice_axis``).
+        overrides: values for keys of the bundle's ``inference.json`` used at training (e.g.
+            ``{"sampler_name": "dps"}``).
+        slice_plane: volumes: the default slice direction (``None``: the bundle's; a request may pass
+            ``slice_plane``: ``axial``, ``coronal``, ``sagittal`` or an axcode letter).
         description: shown by the server.
 
     Raises:
@@ -171,7 +138,7 @@ class DASClassificationInferTask(BasicInferTask):
         bundle: str | os.PathLike,
         path: str | Sequence[str],
         overrides: Mapping[str, Any] | None = None,
-        slice_axis: int = -1,
+        slice_plane: str | None = None,
         description: str = "",
         **kwargs: Any,
     ) -> None:
@@ -188,7 +155,7 @@ class DASClassificationInferTask(BasicInferTask):
             dimension=3,
             description=description or f"DAS classification bundle {self.bundle.name}: class probabilities and the "
             "slices / frames the sampler picked",
-            config={"slice_axis": int(slice_axis)},
+            config={"slice_plane": slice_plane},
             **kwargs,
         )
 
@@ -237,24 +204,26 @@ class DASClassificationInferTask(BasicInferTask):
 
     def __call__(self, request: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
         """MONAI Label's inference, after checking the request's options: ``device`` (``cpu``, ``cuda``, ``cuda:N``)
-        and ``slice_axis`` (an integer in [-3, 2]).
+        and ``slice_plane`` (``axial``, ``coronal``, ``sagittal`` or an axcode letter).
 
         Raises:
             RequestError: for an option of the wrong type or value (the message names it).
         """
         if "device" in request:
             check_device(request["device"])
-        if "slice_axis" in request:
-            check_int(request["slice_axis"], "slice_axis", -3, 2)
+        if "slice_plane" in request:
+            try:
+                slice_axcodes(request["slice_plane"])
+            except (ValueError, TypeError, AttributeError) as e:
+                raise RequestError(f"slice_plane: {str(request['slice_plane'])[:80]!r} is not a slice plane; {e}") from e
         return super().__call__(request, *args, **kwargs)
 
     # ------------------------------------------------------------------------------------------------- transforms
 
     def pre_transforms(self, data: Any = None) -> Sequence[Any]:
         device = str((data or {}).get("device", "cpu"))
-        predictor = self.predictor(device)
-        slice_axis = int((data or {}).get("slice_axis", self._config.get("slice_axis", -1)))
-        return [LoadSequenced(self.input_key, predictor.spatial_shape, predictor.channels, slice_axis=slice_axis)]
+        slice_plane = (data or {}).get("slice_plane", self._config.get("slice_plane"))
+        return [BundlePreprocessd(self.input_key, self.predictor(device), slice_plane)]
 
     def inferer(self, data: Any = None) -> Inferer:
         return _PicksInferer(data if data is not None else {}, self._lock)
@@ -278,11 +247,13 @@ class DASClassificationInferTask(BasicInferTask):
         best = int(np.argmax(probs)) if probs else -1
         result["predicted_label"] = self.class_names[best] if 0 <= best < len(self.class_names) else str(best)
         picks = data.get("picked_slices")
-        source = data.get("source_slices")
         result["picked_slices"] = picks
-        result["source_slices"] = [int(source[i]) for i in picks] if picks is not None and source else None
+        result["source_slices"], result["source_uids"] = (BundlePredictor.trace(data, picks) if picks is not None
+                                                          else (None, None))
         image = data.get(self.input_key)
         result["num_slices"] = int(image.shape[1]) if hasattr(image, "shape") and len(image.shape) == 4 else None
-        result["num_source_slices"] = data.get("num_source_slices")
-        result["warnings"] = data.get("das_notes", [])
+        result["num_source_slices"] = data.get("image_num_source_frames")
+        predictor = self.predictor(str(data.get("device", "cpu")))
+        result["checkpoint_sha256"], result["bundle_version"] = predictor.ckpt_sha256, predictor.version
+        result["warnings"] = data.get("notes", [])
         return label, result

@@ -14,8 +14,8 @@ Images without a label are left out.
 
 The task runs the bundle's ``configs/train.json`` in-process with :class:`monai.bundle.ConfigWorkflow` (MONAI Label
 already runs every training in a subprocess of its own), overriding ``train_dataset`` / ``val_dataset`` with a
-:class:`SequenceListDataset` of the labelled images, read and resampled to the bundle's ``[T, H, W]`` exactly as at
-inference (:func:`monai_das.apps.predict.prepare_sequence`), and ``output_dir`` with a work folder. Every class needs
+:class:`SequenceListDataset` of the labelled images, read and prepared by the bundle's ``inference.json``
+``preprocessing``, exactly as at inference, and ``output_dir`` with a work folder. Every class needs
 at least one labelled image. Validation: every 5th labelled image of each class (sorted by id), when that leaves every
 class in both validation and training; otherwise the training images themselves (a smoke run; its metrics mean
 nothing). The bundle's best checkpoint (``model.pt``, by its ``checkpoint_metric``) is
@@ -45,7 +45,8 @@ import torch
 from monai.utils import optional_import
 from torch.utils.data import Dataset
 
-from monai_das.apps.monailabel.infer import LoadSequenced, bundle_class_names
+from monai_das.apps.bundle_predictor import bundle_parser
+from monai_das.apps.monailabel.infer import bundle_class_names
 from monai_das.apps.monailabel.request_checks import (
     MAX_EPOCHS,
     check_bool,
@@ -157,7 +158,7 @@ def datastore_class_labels(
 
 
 class SequenceListDataset(Dataset):
-    """Labelled inputs given as a list, read and resampled to the network's ``(C, T, H, W)`` as at inference.
+    """Labelled inputs given as a list, read and prepared to the network's ``(C, T, H, W)`` as at inference.
 
     Items are ``{"image": float32 tensor (C, T, H, W) in [0, 1], "label": int64 0-d tensor, "id": str}``, passed
     through ``transform`` when given. Inputs are read once and kept in memory (``cache=True``).
@@ -165,9 +166,7 @@ class SequenceListDataset(Dataset):
     Args:
         data: ``[{"image": path, "label": class index[, "id": name]}, ...]``; a path is anything
             ``monai-das predict`` reads (NIfTI, DICOM series folder, DICOM file, video).
-        spatial_shape: the network's ``(T, H, W)``.
-        channels: the network's input channels.
-        slice_axis: NIfTI only: the voxel axis whose slices are the frames.
+        preprocessing: the bundle's inference ``preprocessing`` (``{"image": path}`` -> ``{"image": tensor, ...}``).
         transform: applied to each item dict.
         cache: keep the prepared inputs in memory.
 
@@ -181,9 +180,7 @@ class SequenceListDataset(Dataset):
     def __init__(
         self,
         data: Sequence[Mapping[str, Any]],
-        spatial_shape: Sequence[int],
-        channels: int = 1,
-        slice_axis: int = -1,
+        preprocessing: Callable[[dict[str, Any]], Mapping[str, Any]],
         transform: Callable | None = None,
         cache: bool = True,
     ) -> None:
@@ -194,7 +191,7 @@ class SequenceListDataset(Dataset):
                 raise ValueError(f"data[{i}] must be {{'image': path, 'label': int}}, got {dict(item)!r}.")
         self.data = [dict(item) for item in data]
         self.labels = np.asarray([int(item["label"]) for item in self.data], dtype=np.int64)
-        self.loader = LoadSequenced("image", spatial_shape, channels, slice_axis=slice_axis)
+        self.preprocessing = preprocessing
         self.transform = transform
         self.cache = cache
         self._cache: dict[int, torch.Tensor] = {}
@@ -206,7 +203,7 @@ class SequenceListDataset(Dataset):
         item = self.data[index]
         image = self._cache.get(index)
         if image is None:
-            image = self.loader({"image": item["image"]})["image"]
+            image = torch.as_tensor(self.preprocessing({"image": item["image"]})["image"])
             if self.cache:
                 self._cache[index] = image
         out = {"image": image.clone(), "label": torch.tensor(int(item["label"]), dtype=torch.int64),
@@ -352,8 +349,8 @@ class DASClassificationTrainTask(TrainTask):
             **overrides,
         )
         parser = workflow.parser
-        shape = [parser.get_parsed_content(k) for k in ("num_frames", "frame_size", "frame_size")]
-        datasets = {name: SequenceListDataset(data, shape, parser.get_parsed_content("in_channels"))
+        preprocessing = bundle_parser(self.bundle, self.overrides, strict=False).get_parsed_content("preprocessing")
+        datasets = {name: SequenceListDataset(data, preprocessing)
                     for name, data in (("train_dataset", train_items), ("val_dataset", val_items))}
         parser.update({**datasets, "train_labels": datasets["train_dataset"].labels,
                        "val_labels": datasets["val_dataset"].labels})  # objects: never read as config text

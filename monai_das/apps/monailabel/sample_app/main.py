@@ -18,7 +18,7 @@
 - ``max_epochs``: default epochs of a training run (10).
 
 Requests: ``POST /infer/<name>?image=<id>`` (or ``-F file=@clip.mp4``; ``image`` may also be a path inside the
-studies folder, e.g. a DICOM series folder; ``params`` may set ``device`` and ``slice_axis``, nothing else);
+studies folder, e.g. a DICOM series folder; ``params`` may set ``device`` and ``slice_plane``, nothing else);
 ``POST /train/<name>?run_sync=true`` with a JSON body ``{"max_epochs": 5}`` (options: ``max_epochs``, ``device``,
 ``pretrained``, ``val_every``; without ``run_sync`` the training runs in a background process; ``GET /train/`` tells
 its status). An image's class for training: ``PUT /datastore/image/info?image=<id>`` with the form field
@@ -52,9 +52,9 @@ logger = logging.getLogger(__name__)
 
 #: added to MONAI Label's file patterns: videos and single DICOM files (multi-frame cines)
 EXTRA_EXTENSIONS = ["*.mp4", "*.avi", "*.mov", "*.mkv", "*.dcm"]
-#: what an inference request may hold (``device`` and ``slice_axis`` are checked by the task; the keys that MONAI
+#: what an inference request may hold (``device`` and ``slice_plane`` are checked by the task; the keys that MONAI
 #: Label's batch inference adds reach no config); anything else is refused
-INFER_KEYS = ("model", "image", "device", "slice_axis", "_id", "_image_id", "save_label", "label_tag", "logging",
+INFER_KEYS = ("model", "image", "device", "slice_plane", "_id", "_image_id", "save_label", "label_tag", "logging",
               "images", "labels", "max_batch_size", "multi_gpu", "gpus", "max_workers", "bundle_path")
 
 
