@@ -25,11 +25,23 @@ SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/do
 MEDMNIST = {
     "organmnist3d": ("OrganMNIST3D", "abdominal CT, 11 organs", ["liver", "kidney-right", "kidney-left", "femur-right", "femur-left", "bladder", "heart", "lung-right", "lung-left", "spleen", "pancreas"]),
     "nodulemnist3d": ("NoduleMNIST3D", "chest CT lung nodules", ["benign", "malignant"]),
-    "adrenalmnist3d": ("AdrenalMNIST3D", "adrenal gland shapes from abdominal CT", ["normal", "hyperplasia"]),
+    "adrenalmnist3d": ("AdrenalMNIST3D", "binary masks of adrenal glands (segmented from abdominal CT)", ["normal", "hyperplasia"]),
     "fracturemnist3d": ("FractureMNIST3D", "chest CT rib fractures", ["buckle rib fracture", "nondisplaced rib fracture", "displaced rib fracture"]),
-    "vesselmnist3d": ("VesselMNIST3D", "brain vessel shapes from MRA", ["vessel", "aneurysm"]),
+    "vesselmnist3d": ("VesselMNIST3D", "binary masks of brain vessel segments (segmented from MRA)", ["vessel", "aneurysm"]),
     "synapsemnist3d": ("SynapseMNIST3D", "electron microscopy synapses", ["inhibitory synapse", "excitatory synapse"]),
 }
+
+#: the MedMNIST3D sets of binary shape masks (values {0, 255}, mostly 0; not CT or MR images) and the statistics of
+#: their training volumes: monai_das.data.training_statistics(np.load("<flag>.npz")["train_images"]) on the official
+#: files (1335 and 1188 volumes); predict and MONAI Label flag inputs far outside them
+SHAPE_MASK_STATISTICS = {
+    "vesselmnist3d": {"value_range": [0.0, 255.0], "volumes": 1335, "outside_fraction": [0.0, 0.0],
+                      "extreme_fraction": [1.0, 1.0], "foreground_fraction": [0.0003, 0.066]},
+    "adrenalmnist3d": {"value_range": [0.0, 255.0], "volumes": 1188, "outside_fraction": [0.0, 0.0],
+                       "extreme_fraction": [1.0, 1.0], "foreground_fraction": [0.0016, 0.0565]},
+}
+#: every training set comes in 8-bit units (MedMNIST npz, decoded video, PNG frames): the range all bundles know
+EIGHT_BIT = {"value_range": [0.0, 255.0]}
 
 IN_PLANE_AUGMENT = [
     {"_target_": "RandFlipd", "keys": "image", "prob": 0.5, "spatial_axis": 1},
@@ -153,8 +165,9 @@ def bundle_specs() -> dict[str, dict]:
         specs[flag] = {
             "title": f"{name} (MedMNIST v2)",
             "task": f"Classify {description} ({len(classes)} classes) from the slices of a 28^3 (or 64^3) volume",
-            "modality": "CT" if flag in ("organmnist3d", "nodulemnist3d", "adrenalmnist3d", "fracturemnist3d")
-            else ("MR" if flag == "vesselmnist3d" else "EM"),
+            "modality": "SEG" if flag in SHAPE_MASK_STATISTICS
+            else ("CT" if flag in ("organmnist3d", "nodulemnist3d", "fracturemnist3d") else "EM"),
+            "training_statistics": SHAPE_MASK_STATISTICS.get(flag, EIGHT_BIT),
             "class_names": classes,
             "params": {"dataset_dir": "/workspace/data/medmnist3d", "image_size": 28, "check_md5": True,
                        "num_frames": "@image_size",
@@ -432,6 +445,7 @@ def inference_config(name: str, spec: dict) -> dict:
         "slice_plane": "axial",
         "max_voxels": 2**28,
         "allow_2d": False,
+        "training_statistics": "$@_meta_['network_data_format']['inputs']['image']['training_statistics']",
         "datalist": "$monai_das.data.inference_datalist(@input_paths, @npz_split, @max_voxels)",
         "preprocessing": {
             "_target_": "Compose",
@@ -439,6 +453,7 @@ def inference_config(name: str, spec: dict) -> dict:
                 {"_target_": "monai_das.data.LoadSequenced", "keys": "image", "slice_plane": "@slice_plane",
                  "max_frames": "@num_frames", "channels": "@in_channels", "max_voxels": "@max_voxels",
                  "allow_2d": "@allow_2d"},
+                {"_target_": "monai_das.data.DomainCheckd", "keys": "image", "statistics": "@training_statistics"},
                 {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": 0.0, "a_max": 255.0, "b_min": 0.0,
                  "b_max": 1.0, "clip": True},
                 {"_target_": "monai_das.transforms.PadOrCropFramesd", "keys": ["image", "image_frame_index"],
@@ -525,6 +540,9 @@ def metadata(name: str, spec: dict) -> dict:
             f"A MobileNetV3-Small classifier that looks only at k = {params['sampling_ratio']:.0%} of the {frames} "
             "frames (slices) of its input, picked per input by the DAS sampler (or DPS, A-DPS, uniform, random, "
             "full sequence: one override, --sampler_name)."
+            + (" It was trained on binary masks of a segmented structure (values 0 and 255 in the files, about 98% "
+               "zeros), not on CT or MR images: monai-das predict and the MONAI Label task flag inputs outside "
+               "network_data_format.inputs.image.training_statistics." if spec["modality"] == "SEG" else "")
         ),
         "authors": "monai_das developers",
         "copyright": "Copyright (c) monai_das developers",
@@ -541,8 +559,10 @@ def metadata(name: str, spec: dict) -> dict:
             "inputs": {
                 "image": {
                     "type": "image",
-                    "format": "magnitude",
+                    "format": "binary mask" if spec["modality"] == "SEG" else "magnitude",
                     "modality": spec["modality"],
+                    # what the bundle's readers give before its preprocessing (8-bit units), over its training set
+                    "training_statistics": spec.get("training_statistics", EIGHT_BIT),
                     "num_channels": 1,
                     "spatial_shape": [frames, size, size],
                     "dtype": "float32",

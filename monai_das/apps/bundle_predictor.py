@@ -75,7 +75,9 @@ class Prediction:
         num_source_frames: frames in the file.
         image: the network's input ``(C, T, H, W)``.
         sampler_output: the sampler's output (picks, scores), or ``None``.
-        notes: warnings raised while reading and preparing the input.
+        notes: warnings raised while reading and preparing the input (the domain warning apart).
+        domain_warning: how the input differs from the training data (``""`` when it does not, or when the bundle's
+            preprocessing has no ``DomainCheckd``).
     """
 
     probabilities: np.ndarray
@@ -86,6 +88,7 @@ class Prediction:
     image: torch.Tensor
     sampler_output: Any = None
     notes: list[str] = field(default_factory=list)
+    domain_warning: str = ""
 
 
 class BundlePredictor:
@@ -166,8 +169,8 @@ class BundlePredictor:
         """Run the bundle's ``preprocessing`` on one input (a path, the files of a DICOM series, or an array).
 
         Returns:
-            the preprocessing's dict (``image`` ``(C, T, H, W)``, ``image_frame_index``, ``image_source_frames``...)
-            with ``notes``: the warnings raised on the way, one line each.
+            the preprocessing's dict (``image`` ``(C, T, H, W)``, ``image_frame_index``, ``image_source_frames``,
+            ``image_domain_warning``...) with ``notes``: the other warnings raised on the way, one line each.
 
         Raises:
             the error of the transform that failed (MONAI's ``Compose`` wraps it in a ``RuntimeError`` naming only
@@ -184,7 +187,9 @@ class BundlePredictor:
                 if cause is e:
                     raise
                 raise cause from None
-        data["notes"] = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, UserWarning)]
+        domain = data.get("image_domain_warning", "")
+        data["notes"] = [text for text in (" ".join(str(w.message).split()) for w in caught
+                                           if issubclass(w.category, UserWarning)) if text != domain]
         return data
 
     @staticmethod
@@ -211,4 +216,4 @@ class BundlePredictor:
         picks = out.indices[0].cpu().numpy().astype(np.int64) if out is not None else None
         source_frames, source_uids = self.trace(data, picks) if picks is not None else ([], [])
         return Prediction(probs, picks, source_frames, source_uids, int(data["image_num_source_frames"]),
-                          image, out, data["notes"])
+                          image, out, data["notes"], data.get("image_domain_warning", ""))

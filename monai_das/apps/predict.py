@@ -15,10 +15,12 @@ Inputs over ``--max_voxels`` voxels (default 2**28, a 512 x 512 x 1024 CT) are r
 a single 2-D image is refused unless ``--allow_2d``.
 
 CSV columns: ``input, status, predicted_class, predicted_label, prob_<class>..., picked_frames, source_frames,
-source_uids, num_source_frames, montage, error, warning, checkpoint_sha256, bundle_version``. ``picked_frames`` are
+source_uids, num_source_frames, montage, error, warning, domain_warning, checkpoint_sha256, bundle_version``. ``picked_frames`` are
 the sampler's picks among the network's ``T`` frames; ``source_frames`` the same frames as the file numbers them
 (NIfTI: the voxel index along the slice direction; DICOM series: InstanceNumber, with ``source_uids`` the
-SOPInstanceUIDs; cine, video, npz: the frame index), in the same order. An input that cannot be read or run gets
+SOPInstanceUIDs; cine, video, npz: the frame index), in the same order. ``domain_warning`` says how an input differs
+from the bundle's training data (``metadata.json`` ``training_statistics``: value range, fraction of voxels at its
+ends, foreground fraction), e.g. a CT scan given to a model trained on binary masks. An input that cannot be read or run gets
 ``status=error`` and the message; the others go on. Rows are written as inputs finish (``<output>.partial``) and the
 CSV appears complete at the end; after an interruption, ``--resume`` keeps the finished rows and runs the rest.
 Cells that a spreadsheet would take for a formula get a leading ``'``. The exit status is 0 when at least one input
@@ -158,7 +160,7 @@ def predict(
     class_columns = [f"prob_{name}" for name in predictor.class_names]
     columns = ["input", "status", "predicted_class", "predicted_label", *class_columns, "picked_frames",
                "source_frames", "source_uids", "num_source_frames", "montage", "error", "warning",
-               "checkpoint_sha256", "bundle_version"]
+               "domain_warning", "checkpoint_sha256", "bundle_version"]
     table.start(columns)
     if table.done:
         logger.info("resuming: %d input(s) already done", len(table.done))
@@ -190,7 +192,9 @@ def _predict_one(predictor: BundlePredictor, spec: InputSpec, montage_path: Path
     probs, label = result.probabilities, int(np.argmax(result.probabilities))
     notes += result.notes
     row.update(status="ok", predicted_class=str(label), predicted_label=predictor.class_names[label],
-               num_source_frames=str(result.num_source_frames))
+               num_source_frames=str(result.num_source_frames), domain_warning=result.domain_warning)
+    if result.domain_warning:
+        logger.warning("%s: %s", spec.id, result.domain_warning)
     row.update({f"prob_{name}": f"{float(p):.6f}" for name, p in zip(predictor.class_names, probs)})
     if result.picks is not None:
         row.update(picked_frames=_indices_text(result.picks), source_frames=_indices_text(result.source_frames),

@@ -12,6 +12,7 @@ from .covid_blues import (
     covid_blues_class_names,
     read_covid_blues_labels,
 )
+from .domain_check import STATISTICS, DomainCheckd, domain_warning, input_statistics, training_statistics
 from .input_discovery import DICOM_SUFFIXES, INPUT_SPLITS, NIFTI_SUFFIXES, VIDEO_SUFFIXES, InputSpec, expand_inputs, inference_datalist
 from .load_sequence import LoadSequence, LoadSequenced, LoadSequenceD, LoadSequenceDict
 from .medmnist3d import (
@@ -56,6 +57,11 @@ __all__ = [
     "BUSVDataset",
     "busv_frame_files",
     "list_busv_videos",
+    "STATISTICS",
+    "DomainCheckd",
+    "domain_warning",
+    "input_statistics",
+    "training_statistics",
     "DICOM_SUFFIXES",
     "INPUT_SPLITS",
     "NIFTI_SUFFIXES",

@@ -124,6 +124,8 @@ def test_bundle_inference_predict_and_monailabel_agree(server, vessel_checkpoint
     assert [int(i) for i in predict_row["picked_frames"].split()] == picks == served["picked_slices"]
     assert len(picks) == K and bundle_row["predicted_label"] == predict_row["predicted_label"]
     assert served["checkpoint_sha256"] == predict_row["checkpoint_sha256"]
+    # uniform noise is far from the binary masks the vessel bundle learned from: both say so, in the same words
+    assert "extreme_fraction" in served["domain_warning"] and served["domain_warning"] == predict_row["domain_warning"]
 
 
 @pytest.mark.skipif(not has_av, reason="PyAV is not installed")

@@ -95,7 +95,7 @@ def test_one_row_per_input_and_exit_status(run):
     assert header[:4] == ["input", "status", "predicted_class", "predicted_label"]
     assert header[4:] == [f"prob_{c}" for c in CLASSES] + [
         "picked_frames", "source_frames", "source_uids", "num_source_frames", "montage", "error", "warning",
-        "checkpoint_sha256", "bundle_version"]
+        "domain_warning", "checkpoint_sha256", "bundle_version"]
 
 
 def test_ok_rows(run):
@@ -219,3 +219,38 @@ def test_missing_and_unknown_inputs(tmp_path):
     missing, unknown = expand_inputs([tmp_path / "nope.nii", tmp_path / "x.txt"])
     assert missing.error and "nope.nii" in missing.error
     assert unknown.error and "unsupported file type" in unknown.error and "x.txt" in unknown.error
+
+
+@needs_nifti
+def test_out_of_domain_input_gets_a_domain_warning(tmp_path, vessel_checkpoint):
+    """The vessel bundle learned from binary masks (0 / 255, ~2 % foreground): a CT-like volume in Hounsfield units
+    is flagged, in the CSV's domain_warning column; a mask like the training ones is not."""
+    from monai_das.apps.predict import predict
+
+    rng = np.random.default_rng(3)
+    ct = write_nifti(tmp_path / "ct.nii.gz", rng.normal(40, 400, (28, 28, 28)).clip(-1000, 3000))
+    mask = np.zeros((28, 28, 28))
+    mask[10:14, 12:15, 4:24] = 255  # a tube: 1.2 % foreground
+    shape = write_nifti(tmp_path / "mask.nii.gz", mask)
+    rows = {Path(r["input"]).name: r for r in predict(VESSEL_BUNDLE, [ct, shape], tmp_path / "r.csv",
+                                                      ckpt=vessel_checkpoint)}
+    warning = rows["ct.nii.gz"]["domain_warning"]
+    assert rows["ct.nii.gz"]["status"] == "ok" and "unlike the training data" in warning
+    assert "outside_fraction" in warning and "training: 0-0" in warning
+    assert rows["mask.nii.gz"]["domain_warning"] == "" and "unlike" not in rows["mask.nii.gz"]["warning"]
+
+
+def test_domain_statistics():
+    from monai_das.data import domain_warning, input_statistics, training_statistics
+
+    masks = np.zeros((3, 10, 10, 10))
+    masks[:, :2] = 255
+    stats = training_statistics(masks)
+    assert stats == {"value_range": [0.0, 255.0], "volumes": 3, "outside_fraction": [0.0, 0.0],
+                     "extreme_fraction": [1.0, 1.0], "foreground_fraction": [0.2, 0.2]}
+    assert input_statistics(np.array([-1.0, 0.0, 100.0, 255.0]), (0, 255)) == {
+        "outside_fraction": 0.25, "extreme_fraction": 0.75, "foreground_fraction": 0.25}
+    assert domain_warning(masks[0], stats) == ""
+    grey = np.full((10, 10, 10), 128.0)
+    assert domain_warning(grey, stats) == ("input unlike the training data (values in 0-255): extreme_fraction 0.000 "
+                                           "(training: 1-1), foreground_fraction 1.000 (training: 0.2-0.2)")

@@ -13,6 +13,7 @@ and adds:
   DICOM series: InstanceNumber, with ``source_uids`` their SOPInstanceUIDs; cine, video: frame index);
 - ``num_slices`` (T) and ``num_source_slices``;
 - ``checkpoint_sha256`` and ``bundle_version``;
+- ``domain_warning``: how the input differs from the training data (``""`` when it does not);
 - ``warnings``: notes of the reading and preprocessing.
 
 Class scores are never resized or restored to the image grid (no ``Restored`` step): ``pred`` stays a 1-D
@@ -255,5 +256,6 @@ class DASClassificationInferTask(BasicInferTask):
         result["num_source_slices"] = data.get("image_num_source_frames")
         predictor = self.predictor(str(data.get("device", "cpu")))
         result["checkpoint_sha256"], result["bundle_version"] = predictor.ckpt_sha256, predictor.version
+        result["domain_warning"] = data.get("image_domain_warning", "")
         result["warnings"] = data.get("notes", [])
         return label, result
