@@ -639,7 +639,9 @@ DATA_NOTES = {
     "`--fold F` tests on fold F, validates on fold F + 1 (best checkpoint, early stopping) and trains on the rest; "
     "`--split_seed` shuffles the patients (`--fold None` gives the older 70/15/15 patient split). Videos are decoded "
     "with PyAV to grey frames, resampled to `num_frames` frames (short videos repeat frames, long ones keep evenly "
-    "spread frames: no padded frame exists, so none can be picked) and resized to `frame_size`. Decoded frames are "
+    "spread frames: no padded frame exists, so none can be picked) and resized to `frame_size`. T = 32 frames of "
+    "64 x 64 were chosen by a short pilot on the full sequence (`b_lines`, fold 0: 64 frames or 112 pixels gained "
+    "nothing measurable at 1.6-2.4x the cost; `benchmarks/results/covid_blues_input_size.md`). Decoded frames are "
     "cached under `<output_dir>/video_cache` (`--video_cache_dir`; the data folder is never written to).",
     "busv": "`--dataset_dir` holds `rawframes/{benign,malignant}/<video id>/<frame>.png` (the released BUSV layout) "
     "and `splits/{train,val,test}.txt` with one video id per line (for example from the official "
