@@ -398,6 +398,10 @@ def evaluate_config(spec: dict) -> dict:
              "map_location": "@device"},
             {"_target_": "StatsHandler", "iteration_log": False},
             {"_target_": "MetricsSaver", "save_dir": "@eval_dir", "metrics": "*"},
+            # per-case test predictions (probabilities, label, picks) for paired comparisons between methods
+            {"_target_": "monai_das.handlers.PredictionWriter", "output_path": "$@eval_dir + '/predictions.csv'",
+             "network": "@network", "class_names": "@class_names", "id_key": spec.get("id_key", "id"),
+             "label_key": "label"},
             {"_target_": "monai_das.handlers.SamplerTensorBoardHandler", "log_dir": "$@eval_dir + '/logs'",
              "network": "@network", "tag_prefix": "sampler/test"},
         ],
@@ -766,6 +770,45 @@ def backbone_resnet3d_config() -> dict:
     }
 
 
+def train_staged_config(spec: dict) -> dict:
+    """The staged recipe (``monai_das.engines.train_sampler_staged``): an overlay on ``train.json``."""
+    if "video_reader" in spec:
+        plain_train = video_dataset(spec["video_reader"]("train"), "@validate#preprocessing")
+    else:
+        plain_train = spec["dataset"]("train", "@validate#preprocessing")
+    return {
+        # model.pt of this bundle trained with --sampler_name full (same image size and frames)
+        "teacher_ckpt": None,
+        "staged_epochs": 30,
+        "staged_batch_size": 32,
+        "sampler_lr_scale": 1.0,
+        "rank_weight": 1.0,
+        "rank_temperature": 0.5,
+        "staged_train_dataset": plain_train,
+        "staged": {
+            "_target_": "monai_das.engines.train_sampler_staged",
+            "_requires_": "@set_seed",
+            "network": "@network",
+            "teacher_ckpt": "@teacher_ckpt",
+            "train_data": "@staged_train_dataset",
+            "val_data": "@val_dataset",
+            "output_path": "@ckpt_path",
+            "loss_function": "@loss",
+            "epochs": "@staged_epochs",
+            "learning_rate": "@learning_rate",
+            "sampler_lr_scale": "@sampler_lr_scale",
+            "rank_weight": "@rank_weight",
+            "rank_temperature": "@rank_temperature",
+            "batch_size": "@staged_batch_size",
+            "device": "@device",
+            "log_dir": "@log_dir",
+        },
+        "initialize": ["$@set_seed", "$os.makedirs(@output_dir, exist_ok=True)"],
+        "run": ["@staged"],
+        "finalize": [],
+    }
+
+
 def bundle_files() -> dict[Path, str]:
     files: dict[Path, str] = {}
     for name, spec in bundle_specs().items():
@@ -776,6 +819,7 @@ def bundle_files() -> dict[Path, str]:
             "inference.json": inference_config(name, spec),
             "multi_gpu_train.json": multi_gpu_config(),
             "backbone_resnet3d.json": backbone_resnet3d_config(),
+            "train_staged.json": train_staged_config(spec),
             "metadata.json": metadata(name, spec),
         }
         for file_name, content in configs.items():

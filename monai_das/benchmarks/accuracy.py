@@ -1,14 +1,24 @@
-"""Accuracy benchmark: every sampler on every dataset under one protocol, through the bundles themselves.
+"""Accuracy benchmark: every sampler at every budget on every dataset under one protocol, through the bundles.
 
-    python -m monai_das.benchmarks.accuracy --datasets vessel adrenal covid_blues \\
-        --methods full random uniform dps adps das --seeds 3 --device cuda
+    python -m monai_das.benchmarks.accuracy --datasets vessel adrenal --methods full uniform dps das das_prior \\
+        --ratios 0.125 0.25 0.5 --seeds 3 --recipe staged --device cpu --jobs 2
 
-For each (dataset, method, seed) the dataset's bundle is trained (``configs/train.json``) and tested
-(``configs/evaluate.json``) in a subprocess with ``--sampler_name METHOD --seed SEED`` as the only differences, so
-every method gets the same recipe. One CSV row is appended as soon as a run finishes and finished rows are skipped on
-restart: a run cut off goes on where it stopped. The Markdown table (mean +- std over seeds) is rewritten after every
-row and says when it is partial. ``--backbone resnet18_3d`` adds the bundles' ``configs/backbone_resnet3d.json`` (MONAI's
-3D ResNet-18 on the picked slices) and writes ``accuracy_resnet18_3d.csv`` / ``.md`` instead.
+Recipes (the same for every method of a dataset; only how the sampler itself is trained differs):
+
+- ``staged`` (default): the dataset's bundle is trained on the full sequence (the ``full`` row; it is also the
+  teacher), then ``configs/train_staged.json`` trains each method's sampler and the head on the teacher's cached
+  frame features (``monai_das.engines.train_sampler_staged``). ``das_prior`` is DAS with its sampler untrained
+  (``sampler_lr_scale=0``): only the head learns, as for uniform.
+- ``end_to_end``: ``configs/train.json`` trains sampler, backbone and head together (the bundles' default).
+
+Every run is tested with ``configs/evaluate.json``, whose per-case test predictions (probabilities, label, picks) are
+copied to ``<results_dir>/predictions/``. One CSV row is appended as soon as a run finishes; a row is keyed on every
+option that changes it (dataset, method, recipe, seed, sampling ratio, image size, epochs, overrides), and finished
+rows are skipped on restart; a training cut off resumes from its ``last.pt``. The Markdown table, the paired
+comparisons (``paired.csv``: DAS - uniform, DAS - full, DAS - das_prior, DAS - DPS, mean over seeds with a paired
+bootstrap 95% interval over test cases) are rewritten after every row and say when the table is partial.
+``--backbone resnet18_3d`` adds the bundles' ``configs/backbone_resnet3d.json`` and writes
+``accuracy_resnet18_3d.*`` (end-to-end recipe only).
 """
 
 from __future__ import annotations
@@ -19,16 +29,20 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATASETS", "append_row", "read_rows", "main"]
+from monai_das.benchmarks.paired import paired_difference, read_predictions
+
+__all__ = ["DATASETS", "METHODS", "RECIPES", "append_row", "read_rows", "run_key", "main"]
 
 REPO = Path(__file__).resolve().parents[2]
 #: short name -> (bundle folder, data folder relative to the workplace's shared data, or None for generated data)
@@ -42,9 +56,19 @@ DATASETS = {
     "covid_blues": ("covid_blues_das_classification", "ultrasound/covid_blues"),
     "synthetic": ("synthetic_das_classification", None),
 }
-METHODS = ("full", "random", "uniform", "dps", "adps", "das", "das_segments")
-FIELDS = ["dataset", "method", "seed", "epochs", "sampling_ratio", "test_auc", "test_balanced_accuracy",
-          "test_accuracy", "test_loss", "train_seconds", "device"]
+METHODS = ("full", "random", "uniform", "dps", "adps", "das", "das_prior", "das_segments")
+#: bundle overrides that make a method (default: ``sampler_name`` = the method)
+METHOD_OVERRIDES = {"das_prior": {"sampler_name": "das", "sampler_lr_scale": 0}}
+RECIPES = ("staged", "end_to_end")
+#: the comparisons of the paired table: (method A, method B), A - B
+COMPARISONS = (("das", "uniform"), ("das", "full"), ("das", "das_prior"), ("das", "dps"))
+#: overrides read only by train_staged.json: they do not change the full-sequence teacher
+STAGED_ONLY = ("staged_epochs", "staged_batch_size", "rank_weight", "rank_temperature")
+KEY_FIELDS = ["dataset", "method", "recipe", "seed", "sampling_ratio", "image_size", "epochs", "overrides"]
+FIELDS = KEY_FIELDS + ["test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss", "train_seconds", "device",
+                       "predictions"]
+PAIRED_FIELDS = ["dataset", "recipe", "sampling_ratio", "comparison", "seeds", "cases", "mean_auc_difference",
+                 "ci_low", "ci_high"]
 METRICS = ("test_auc", "test_balanced_accuracy", "test_accuracy")
 #: backbone -> the bundle config files added after train.json (the stretch goal: a 3D backbone on the picked slices)
 BACKBONE_CONFIGS = {"mobilenet_v3_small": [], "resnet18_3d": ["backbone_resnet3d.json"]}
@@ -96,37 +120,222 @@ def record_command(path: Path, command: str) -> None:
             f.write(command + "\n")
 
 
-def summarise(rows: list[dict], expected: int, commands: list[str], out_md: Path) -> None:
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+def _bundle_value(config: dict, key: str):
+    """A plain value of the bundle's train.json, following ``@name`` references."""
+    value = config.get(key)
+    while isinstance(value, str) and value.startswith("@"):
+        value = config.get(value[1:])
+    return value
+
+
+def run_key(dataset: str, method: str, seed: int, ratio: float, args) -> dict:
+    """The fields that identify a run: everything that changes its result."""
+    config = json.loads((REPO / "bundles" / DATASETS[dataset][0] / "configs" / "train.json").read_text())
+    image_size = args.set.get("image_size", args.set.get("frame_size", _bundle_value(config, "frame_size")))
+    return {
+        "dataset": dataset,
+        "method": method,
+        # the full sequence has no sampler to train: one end-to-end run serves every recipe (and is the teacher)
+        "recipe": "end_to_end" if method == "full" else args.recipe,
+        "seed": str(seed),
+        "sampling_ratio": "1.0" if method == "full" else str(float(ratio)),
+        "image_size": str(image_size),
+        "epochs": str(args.epochs if args.epochs is not None else config["epochs"]),
+        "overrides": " ".join(f"{k}={v}" for k, v in sorted(args.set.items())
+                              if method != "full" or k not in STAGED_ONLY),
+    }
+
+
+def _key_tuple(row: dict) -> tuple:
+    return tuple(str(row[f]) for f in KEY_FIELDS)
+
+
+def run_name(key: dict, args) -> str:
+    """The run's folder name: readable, and distinct for every key of one work folder."""
+    name = f"{key['dataset']}-{key['method']}-seed{key['seed']}"
+    if key["method"] != "full":
+        name += f"-{key['recipe']}-r{key['sampling_ratio']}"
+    if args.epochs is not None:
+        name += f"-e{args.epochs}"
+    if key["overrides"]:
+        name += "-" + key["overrides"].replace(" ", "-").replace("=", "")
+    return name.replace("/", "_")
+
+
+class Benchmark:
+    """Runs the plan one (dataset, seed) group per worker: the teacher (full sequence) first, then every method."""
+
+    def __init__(self, args, work_dir: Path, results_dir: Path, csv_path: Path, threads: int | None) -> None:
+        self.args, self.work_dir, self.results_dir, self.csv_path, self.threads = (
+            args, work_dir, results_dir, csv_path, threads)
+        self.lock = threading.Lock()
+        self.on_row = None
+
+    def _overrides(self, dataset: str, method: str, seed: int, ratio: float, run_dir: Path) -> dict:
+        bundle_name, data_sub = DATASETS[dataset]
+        overrides: dict = {"sampler_name": method, "seed": seed, "output_dir": run_dir, "device": self.args.device}
+        overrides.update(METHOD_OVERRIDES.get(method, {}))
+        if method != "full":
+            overrides["sampling_ratio"] = ratio
+        if data_sub is not None:
+            overrides["dataset_dir"] = Path(self.args.data_root) / data_sub
+        if self.args.epochs is not None:
+            overrides["epochs"] = self.args.epochs
+        if dataset == "covid_blues":  # decode the videos once for every run
+            overrides["video_cache_dir"] = self.work_dir / "video_cache"
+            # a patient split per seed (repeated patient-grouped hold-out): one split leaves only ~9 test patients
+            overrides["split_seed"] = seed
+        overrides.update({k: v for k, v in self.args.set.items() if method != "full" or k not in STAGED_ONLY})
+        return overrides
+
+    def run(self, dataset: str, method: str, seed: int, ratio: float, teacher: Path | None) -> dict | None:
+        """Train (unless its ``train.done`` exists) and test one run; its row, or None when a step failed."""
+        key = run_key(dataset, method, seed, ratio, self.args)
+        run_dir = self.work_dir / run_name(key, self.args)
+        bundle = REPO / "bundles" / DATASETS[dataset][0]
+        extra = BACKBONE_CONFIGS[self.args.backbone]
+        overrides = self._overrides(dataset, method, seed, ratio, run_dir)
+        staged = key["recipe"] == "staged"
+        train_files = ["train.json", "train_staged.json", *extra] if staged else ["train.json", *extra]
+        if staged:
+            overrides["teacher_ckpt"] = teacher
+        run_dir.mkdir(parents=True, exist_ok=True)
+        done = run_dir / "train.done"
+        with open(run_dir / "benchmark.log", "a") as log:
+            try:
+                if not done.exists():
+                    start = time.time()
+                    resume = {"resume": True} if (run_dir / "last.pt").exists() and not staged else {}
+                    bundle_run(bundle, train_files, {**overrides, **resume}, log, self.threads)
+                    done.write_text(f"{time.time() - start:.0f}\n")
+                bundle_run(bundle, ["train.json", "evaluate.json", *extra], overrides, log, self.threads)
+            except subprocess.CalledProcessError as e:
+                print(f"FAILED {run_dir.name}: {e}; see {run_dir / 'benchmark.log'}", flush=True)
+                return None
+        metrics = read_metrics(run_dir / "eval")
+        predictions = self.results_dir / "predictions" / f"{run_dir.name}.csv"
+        predictions.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_dir / "eval" / "predictions.csv", predictions)
+        row = {**key, "train_seconds": done.read_text().strip(), "device": self.args.device,
+               "predictions": str(predictions.relative_to(self.results_dir))}
+        row.update({k: f"{metrics[k]:.4f}" for k in ("test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss")})
+        return row
+
+    def group(self, dataset: str, seed: int, runs: list[tuple[str, float]], done: set) -> None:
+        """The teacher of (dataset, seed) when the recipe needs it or the plan has ``full``, then the other runs."""
+        teacher = None
+        full_key = run_key(dataset, "full", seed, 1.0, self.args)
+        if self.args.recipe == "staged" or any(m == "full" for m, _ in runs):
+            teacher_dir = self.work_dir / run_name(full_key, self.args)
+            if _key_tuple(full_key) not in done:
+                if not self._record(self.run(dataset, "full", seed, 1.0, None)):
+                    return
+            teacher = teacher_dir / "model.pt"
+        for method, ratio in runs:
+            if method != "full" and _key_tuple(run_key(dataset, method, seed, ratio, self.args)) not in done:
+                self._record(self.run(dataset, method, seed, ratio, teacher))
+
+    def _record(self, row: dict | None) -> bool:
+        if row is None:
+            return False
+        with self.lock:
+            append_row(self.csv_path, row)
+            print(f"{row['dataset']} {row['method']} r={row['sampling_ratio']} seed {row['seed']}: AUC "
+                  f"{row['test_auc']} bal.acc {row['test_balanced_accuracy']} ({row['train_seconds']} s)", flush=True)
+            if self.on_row is not None:
+                self.on_row()
+        return True
+
+
+def _mean_std(rows: list[dict], metric: str) -> str:
+    values = np.array([float(r[metric]) for r in rows])
+    return f"{values.mean():.3f} +- {values.std():.3f}"
+
+
+def _without_staged(overrides: str) -> str:
+    return " ".join(item for item in overrides.split() if item.partition("=")[0] not in STAGED_ONLY)
+
+
+def paired_rows(rows: list[dict], results_dir: Path, num_bootstrap: int = 2000) -> list[dict]:
+    """Every comparison of :py:data:`COMPARISONS` that has runs of both methods with the same seeds."""
+    by_key: dict[tuple, dict] = {}
     for row in rows:
-        groups[(row["dataset"], row["method"])].append(row)
-    lines = ["# Accuracy: every sampler under one protocol", ""]
+        by_key[(row["dataset"], row["method"], row["recipe"], row["sampling_ratio"], row["image_size"],
+                row["epochs"], row["overrides"], row["seed"])] = row
+    out = []
+    settings = sorted({(r["dataset"], r["recipe"], r["sampling_ratio"], r["image_size"], r["epochs"], r["overrides"])
+                       for r in rows if r["method"] != "full"})
+    for dataset, recipe, ratio, image_size, epochs, overrides in settings:
+        for a, b in COMPARISONS:
+            runs_a, runs_b = [], []
+            for seed in sorted({r["seed"] for r in rows}, key=int):
+                row_a = by_key.get((dataset, a, recipe, ratio, image_size, epochs, overrides, seed))
+                b_setting = ("end_to_end", "1.0", _without_staged(overrides)) if b == "full" else (recipe, ratio, overrides)
+                row_b = by_key.get((dataset, b, *b_setting[:2], image_size, epochs, b_setting[2], seed))
+                if row_a and row_b and row_a.get("predictions") and row_b.get("predictions"):
+                    runs_a.append(read_predictions(results_dir / row_a["predictions"]))
+                    runs_b.append(read_predictions(results_dir / row_b["predictions"]))
+            if not runs_a:
+                continue
+            stats = paired_difference(runs_a, runs_b, num_bootstrap=num_bootstrap)
+            out.append({"dataset": dataset, "recipe": recipe, "sampling_ratio": ratio, "comparison": f"{a} - {b}",
+                        "seeds": stats["seeds"], "cases": f"{stats['cases']:.0f}",
+                        "mean_auc_difference": f"{stats['mean']:.4f}", "ci_low": f"{stats['low']:.4f}",
+                        "ci_high": f"{stats['high']:.4f}"})
+    return out
+
+
+def summarise(rows: list[dict], paired: list[dict], expected: int, commands: list[str], out_md: Path) -> None:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["dataset"], row["recipe"], row["image_size"], row["epochs"], row["overrides"],
+                float(row["sampling_ratio"]), row["method"])].append(row)
+    lines = ["# Accuracy: every sampler at every budget under one protocol", ""]
     if len(rows) < expected:
-        lines += [f"**PARTIAL: {len(rows)} of {expected} runs finished.** The table grows as the benchmark resumes.", ""]
+        lines += [f"**PARTIAL: {len(rows)} of {expected} runs of the plan finished.** The table grows as the "
+                  "benchmark resumes.", ""]
     lines += [
-        "Mean +- standard deviation over seeds of the test-split metrics, each run the dataset's bundle trained",
-        "with `--sampler_name METHOD --seed SEED` and nothing else changed (see the bundle's configs for the recipe).",
+        "Mean +- standard deviation over seeds of the test-split metrics. Each run is the dataset's bundle; the",
+        "`full` rows are the full-sequence models trained end to end, which are also the teachers of the `staged`",
+        "recipe (see `monai_das/benchmarks/accuracy.py`); `das_prior` is DAS with its sampler left untrained.",
         "",
-        "| dataset | method | k/T | seeds | test AUC | balanced accuracy | accuracy | epochs | train s/run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | recipe | k/T | method | seeds | test AUC | balanced accuracy | accuracy | image | epochs | overrides "
+        "| train s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (dataset, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0], METHODS.index(kv[0][1]))):
-        cells = []
-        for metric in METRICS:
-            values = np.array([float(r[metric]) for r in group])
-            cells.append(f"{values.mean():.3f} +- {values.std():.3f}")
-        ratio = "1" if method == "full" else group[0]["sampling_ratio"]
+    for (dataset, recipe, image, epochs, overrides, ratio, method), group in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], kv[0][1:5], -kv[0][5], METHODS.index(kv[0][6]))):
+        cells = " | ".join(_mean_std(group, m) for m in METRICS)
         seconds = np.mean([float(r["train_seconds"]) for r in group])
-        lines.append(f"| {dataset} | {method} | {ratio} | {len(group)} | " + " | ".join(cells)
-                     + f" | {group[0]['epochs']} | {seconds:.0f} |")
+        lines.append(f"| {dataset} | {recipe} | {ratio:g} | {method} | {len(group)} | {cells} | {image} | {epochs} "
+                     f"| {overrides or '-'} | {seconds:.0f} |")
+    if paired:
+        lines += ["", "## Paired comparisons (test AUC)", "",
+                  "Mean over seeds of the per-seed AUC difference, and a paired bootstrap 95% interval over the test",
+                  "cases (2000 draws; one draw serves every seed when they share the test cases). An interval that",
+                  "contains 0 is a tie. Also in `paired.csv`.", "",
+                  "| dataset | recipe | k/T | comparison | seeds | cases | mean difference | 95% interval |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for p in paired:
+            lines.append(f"| {p['dataset']} | {p['recipe']} | {float(p['sampling_ratio']):g} | {p['comparison']} | "
+                         f"{p['seeds']} | {p['cases']} | {float(p['mean_auc_difference']):+.3f} | "
+                         f"[{float(p['ci_low']):+.3f}, {float(p['ci_high']):+.3f}] |")
     if any(row["dataset"] == "covid_blues" for row in rows):
         lines += ["", "COVID-BLUES: each seed trains and tests on its own patient split (`split_seed` = seed)."]
-    versions = _versions()
     lines += ["", "Commands that wrote these rows (each appends its finished runs and skips those already there):", ""]
     lines += [f"- `{command}`" for command in commands]
     lines += ["", f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, "
-              f"device {rows[0]['device'] if rows else '-'}", "", f"Versions: {versions}", ""]
+              f"device {rows[0]['device'] if rows else '-'}", "", f"Versions: {_versions()}", ""]
     out_md.write_text("\n".join(lines))
+
+
+def _write_paired(path: Path, paired: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=PAIRED_FIELDS)
+        writer.writeheader()
+        writer.writerows(paired)
+    os.replace(tmp, path)
 
 
 def _versions() -> str:
@@ -136,41 +345,6 @@ def _versions() -> str:
     return f"python {platform.python_version()}, torch {torch.__version__}, monai {monai.__version__}"
 
 
-def run_one(dataset: str, method: str, seed: int, args, work_dir: Path, threads: int | None) -> dict | None:
-    """Train and test one (dataset, method, seed) through its bundle; the result row, or None when a step failed."""
-    bundle_name, data_sub = DATASETS[dataset]
-    bundle = REPO / "bundles" / bundle_name
-    run_dir = work_dir / f"{dataset}-{method}-seed{seed}"
-    extra = BACKBONE_CONFIGS[args.backbone]
-    overrides: dict = {"sampler_name": method, "seed": seed, "output_dir": run_dir, "device": args.device}
-    if data_sub is not None:
-        overrides["dataset_dir"] = Path(args.data_root) / data_sub
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if dataset == "covid_blues":  # decode the videos once for every run
-        overrides["video_cache_dir"] = work_dir / "video_cache"
-        # a patient split per seed (repeated patient-grouped hold-out): one split leaves only ~9 test patients
-        overrides["split_seed"] = seed
-    overrides.update(args.set)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "benchmark.log", "a") as log:
-        start = time.time()
-        try:
-            bundle_run(bundle, ["train.json", *extra], overrides, log, threads)
-            seconds = time.time() - start
-            bundle_run(bundle, ["train.json", "evaluate.json", *extra], overrides, log, threads)
-        except subprocess.CalledProcessError as e:
-            print(f"FAILED {dataset} {method} seed {seed}: {e}; see {run_dir / 'benchmark.log'}", flush=True)
-            return None
-    metrics = read_metrics(run_dir / "eval")
-    config = json.loads((bundle / "configs" / "train.json").read_text())
-    row = {"dataset": dataset, "method": method, "seed": seed, "epochs": overrides.get("epochs", config["epochs"]),
-           "sampling_ratio": overrides.get("sampling_ratio", config["sampling_ratio"]),
-           "train_seconds": f"{seconds:.0f}", "device": args.device}
-    row.update({k: f"{metrics[k]:.4f}" for k in ("test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss")})
-    return row
-
-
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -178,10 +352,21 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"--ratios expects values in (0, 1], got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train and test every sampler on every dataset (resumable).")
-    parser.add_argument("--datasets", nargs="+", default=["vessel", "adrenal", "covid_blues"], choices=sorted(DATASETS))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser = argparse.ArgumentParser(description="Train and test every sampler at every budget (resumable).")
+    parser.add_argument("--datasets", nargs="+", default=["vessel", "adrenal"], choices=sorted(DATASETS))
+    parser.add_argument("--methods", nargs="+", default=["full", "uniform", "dps", "das", "das_prior"],
+                        choices=METHODS)
+    parser.add_argument("--ratios", nargs="+", type=_ratio, default=[0.125, 0.25, 0.5],
+                        help="fractions k/T of the frames kept (the full sequence runs once, at 1)")
+    parser.add_argument("--recipe", default="staged", choices=RECIPES)
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=None, help="override the bundle's epochs (CPU fallback)")
@@ -190,16 +375,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--work_dir", default=str(REPO / "runs" / "benchmark"), help="checkpoints and logs")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="runs at once; each gets cpu_count // jobs threads (2 single-thread runs beat one "
-                             "2-thread run on a 2-core CPU)")
+                        help="(dataset, seed) groups at once; each gets cpu_count // jobs threads (2 single-thread "
+                             "runs beat one 2-thread run on a 2-core CPU)")
     parser.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                        help="extra bundle override for every run, e.g. --set num_train=64 (repeatable)")
+                        help="extra bundle override for every run, e.g. --set image_size=64 (repeatable; part of "
+                             "each row's key)")
     parser.add_argument("--backbone", default="mobilenet_v3_small", choices=sorted(BACKBONE_CONFIGS),
-                        help="resnet18_3d: MONAI's 3D ResNet-18 on the picked slices; results go to "
-                             "accuracy_resnet18_3d.csv/.md")
-    parser.add_argument("--summary_only", action="store_true", help="only rewrite the table from the finished rows")
+                        help="resnet18_3d: MONAI's 3D ResNet-18 on the picked slices (end_to_end recipe); results "
+                             "go to accuracy_resnet18_3d.csv/.md")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="paired bootstrap draws")
+    parser.add_argument("--summary_only", action="store_true", help="only rewrite the tables from the finished rows")
     args = parser.parse_args(argv)
     args.set = dict(args.set)
+    if args.backbone != "mobilenet_v3_small" and args.recipe == "staged":
+        parser.error("--backbone resnet18_3d needs --recipe end_to_end (the staged recipe pools 2D frame features)")
 
     results_dir, work_dir = Path(args.results_dir), Path(args.work_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -207,28 +396,38 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = work_dir if args.backbone == "mobilenet_v3_small" else work_dir / args.backbone
     work_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = results_dir / f"{stem}.csv", results_dir / f"{stem}.md"
+    paired_path = results_dir / ("paired.csv" if stem == "accuracy" else f"paired_{args.backbone}.csv")
     commands_path = results_dir / f"{stem}_commands.txt"
     given = argv if argv is not None else sys.argv[1:]
     command = "python -m monai_das.benchmarks.accuracy " + shlex.join([a for a in given if a != "--summary_only"])
-    # seed-major, then method, then dataset: every dataset gets each method early when the run is cut short
-    plan = [(d, m, s) for s in range(args.seeds) for m in args.methods for d in args.datasets]
-    done = {(r["dataset"], r["method"], int(r["seed"])) for r in read_rows(csv_path)}
-    todo = [] if args.summary_only else [run for run in plan if run not in done]
+
+    # seed-major, then dataset: every dataset gets each seed early when the run is cut short
+    groups = [(d, s) for s in range(args.seeds) for d in args.datasets]
+    runs = [(m, r) for r in sorted(args.ratios) for m in args.methods if m != "full"]
+    with_full = args.recipe == "staged" or "full" in args.methods
+    plan = {g: {_key_tuple(run_key(g[0], m, g[1], r, args)) for m, r in [*runs, *([("full", 1.0)] if with_full else [])]}
+            for g in groups}
+    planned = set().union(*plan.values())
+    done = {_key_tuple(r) for r in read_rows(csv_path)}
+    todo = [] if args.summary_only else [g for g in groups if plan[g] - done]
     if todo:
         record_command(commands_path, command)
     commands = commands_path.read_text().splitlines() if commands_path.exists() else [command]
+
+    def rewrite() -> None:
+        rows = read_rows(csv_path)
+        paired = paired_rows(rows, results_dir, args.bootstrap)
+        _write_paired(paired_path, paired)
+        missing = planned - {_key_tuple(r) for r in rows}
+        summarise(rows, paired, len(rows) + len(missing), commands, md_path)
+
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    bench = Benchmark(args, work_dir, results_dir, csv_path, threads)
+    bench.on_row = rewrite
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_one, *run, args, work_dir, threads) for run in todo]
-        for future in as_completed(futures):
-            row = future.result()
-            if row is None:
-                continue
-            append_row(csv_path, row)
-            print(f"{row['dataset']} {row['method']} seed {row['seed']}: AUC {row['test_auc']} "
-                  f"bal.acc {row['test_balanced_accuracy']} ({row['train_seconds']} s)", flush=True)
-            summarise(read_rows(csv_path), len(plan), commands, md_path)
-    summarise(read_rows(csv_path), len(plan), commands, md_path)
+        for future in [pool.submit(bench.group, d, s, runs, done) for d, s in todo]:
+            future.result()
+    rewrite()
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .class_balance import balanced_sampler_weights, class_weights
 from .distributed import teardown_distributed
+from .staged_sampler_training import train_sampler_staged
 from .training_recipe import (
     IMBALANCE_POLICIES,
     balanced_data_sampler,
@@ -27,4 +28,5 @@ __all__ = [
     "metric_score",
     "probabilities_and_labels",
     "teardown_distributed",
+    "train_sampler_staged",
 ]

@@ -32,7 +32,8 @@ class PredictionWriter:
     ``filename_or_obj`` of its image metadata, else its running position in the run.
 
     Columns: ``id, predicted_class, predicted_label, prob_<class name>..., picked_frames`` where ``picked_frames``
-    holds the 0-based frame (slice) indices separated by spaces, in temporal order.
+    holds the 0-based frame (slice) indices separated by spaces, in temporal order. With ``label_key`` a ``label``
+    column follows the id (the true class, for evaluation runs whose per-case predictions are kept).
 
     Args:
         output_path: the CSV file to write (its folder is created); rewritten at each run.
@@ -41,6 +42,8 @@ class PredictionWriter:
         pred_key: key of the class probabilities in each decollated output.
         id_key: key of an input's id in each decollated batch item.
         image_key: key of the image (for its ``filename_or_obj`` metadata).
+        label_key: key of the true class in each decollated batch item, written as a ``label`` column; ``None``
+            (default) writes no label.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class PredictionWriter:
         pred_key: str = "pred",
         id_key: str = "id",
         image_key: str = "image",
+        label_key: str | None = None,
     ) -> None:
         if not class_names:
             raise ValueError("class_names must name at least one class.")
@@ -60,6 +64,7 @@ class PredictionWriter:
         self.pred_key = pred_key
         self.id_key = id_key
         self.image_key = image_key
+        self.label_key = label_key
         self.rows: list[list[str]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -97,8 +102,9 @@ class PredictionWriter:
             item = batch[i] if isinstance(batch, list) else {}
             label = int(probs.argmax())
             indices = " ".join(str(int(j)) for j in sampled.indices[i].tolist())
+            truth = [str(int(torch.as_tensor(item[self.label_key]).reshape(-1)[0]))] if self.label_key else []
             self.rows.append(
-                [self._item_id(item, len(self.rows)), str(label), self.class_names[label]]
+                [self._item_id(item, len(self.rows)), *truth, str(label), self.class_names[label]]
                 + [f"{p:.6f}" for p in probs.tolist()]
                 + [indices]
             )
@@ -111,7 +117,7 @@ class PredictionWriter:
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(
-                ["id", "predicted_class", "predicted_label"] + [f"prob_{c}" for c in self.class_names] + ["picked_frames"]
+                ["id", *(["label"] if self.label_key else []), "predicted_class", "predicted_label"] + [f"prob_{c}" for c in self.class_names] + ["picked_frames"]
             )
             writer.writerows(self.rows)
         os.replace(tmp, self.output_path)

@@ -1,0 +1,241 @@
+"""The staged recipe: a sampler trained on the cached per-frame features of a frozen full-sequence backbone.
+
+Training the sampler end to end through the backbone gives it a straight-through gradient that is a first-order
+estimate in pixel space; on the MedMNIST3D masks it moved the picks onto empty slices (DESIGN §7). The staged recipe
+takes that estimate out of the loop:
+
+1. **Teacher.** A model of the same bundle trained on the full sequence (``--sampler_name full``); its backbone and
+   head are copied into the network (:py:func:`load_teacher`) and the backbone stays frozen.
+2. **Cache.** Every frame of every training and validation input goes through the frozen backbone once, in eval mode:
+   features ``f`` of shape ``(N, T, D)`` (:py:func:`cache_frame_features`).
+3. **Sampler and head.** With mean pooling and a linear head the logits of a picked subset are
+   ``head(mean_j (P f)_j)``: an exact function of the sampling matrix ``P``, so the only estimate left is the
+   straight-through step from the hard picks to ``P``. The loss is the task's cross-entropy plus a ranking term that
+   asks every row of the sampler's logits to rank frames like the teacher does (a listwise cross-entropy to
+   ``softmax(s / rank_temperature)``, ``s_t`` the teacher's log-probability of the true class from frame ``t`` alone,
+   in the spirit of SCSampler, Korbar et al. 2019, and AR-Net's saliency ranking). The sampler's parameters learn at
+   ``sampler_lr_scale`` times the head's rate; at 0 the sampler stays at its prior and only the head learns, which is
+   what a sampler without parameters (uniform) gets too, so every method shares the recipe except for how its
+   sampler is trained. The state with the best validation AUC (eval-mode picks) is kept.
+
+Because the backbone is frozen and evaluated in eval mode, the features that the trained head sees in the network
+are exactly the cached ones: no BatchNorm statistics need re-estimating.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.metrics import compute_roc_auc
+from torch import nn
+
+from monai_das.handlers.training_state import atomic_torch_save
+
+__all__ = [
+    "load_teacher",
+    "cache_frame_features",
+    "teacher_frame_scores",
+    "subset_logits",
+    "ranking_loss",
+    "train_sampler_staged",
+]
+
+logger = logging.getLogger(__name__)
+
+#: the parts of a :py:class:`SubsampledClassifier` that come from the teacher
+TEACHER_PARTS = ("backbone.", "head.")
+
+
+def load_teacher(network: nn.Module, teacher_ckpt: str | os.PathLike) -> None:
+    """Copy the backbone and head of a full-sequence checkpoint of the same bundle into ``network``.
+
+    Raises:
+        FileNotFoundError: when ``teacher_ckpt`` does not exist.
+        ValueError: when it lacks a backbone or head weight of ``network``, or a shape differs.
+    """
+    if not os.path.isfile(teacher_ckpt):
+        raise FileNotFoundError(
+            f"teacher_ckpt {str(teacher_ckpt)!r} does not exist: train the bundle with --sampler_name full first and "
+            "pass its model.pt."
+        )
+    state = torch.load(teacher_ckpt, map_location="cpu", weights_only=True)
+    state = state.get("model", state) if isinstance(state, dict) else state
+    own = network.state_dict()
+    wanted = {k: v for k, v in own.items() if k.startswith(TEACHER_PARTS)}
+    missing = sorted(k for k in wanted if k not in state)
+    if missing:
+        raise ValueError(f"teacher_ckpt {str(teacher_ckpt)!r} lacks {len(missing)} weights, e.g. {missing[:3]}.")
+    for key, value in wanted.items():
+        if state[key].shape != value.shape:
+            raise ValueError(
+                f"teacher_ckpt {str(teacher_ckpt)!r}: {key} has shape {tuple(state[key].shape)}, the network "
+                f"expects {tuple(value.shape)} (was the teacher trained with other options?)."
+            )
+    network.load_state_dict({**own, **{k: state[k] for k in wanted}})
+
+
+@torch.no_grad()
+def cache_frame_features(
+    network: nn.Module, dataset: Sequence[dict], device: Any = "cpu", batch_size: int = 16
+) -> dict[str, torch.Tensor]:
+    """Run every frame of every input of ``dataset`` through the frozen backbone of ``network`` once (eval mode).
+
+    Returns:
+        ``{"images": (N, C, T, H, W), "features": (N, T, D), "labels": (N,)}`` on ``device``.
+    """
+    backbone = network.backbone.eval()
+    images, features, labels = [], [], []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        x = torch.stack([torch.as_tensor(item["image"]) for item in items]).to(device=device, dtype=torch.float32)
+        b, c, t, h, w = x.shape
+        feats = backbone(x.transpose(1, 2).reshape(b * t, c, h, w).contiguous(memory_format=torch.channels_last))
+        images.append(x)
+        features.append(feats.reshape(b, t, -1))
+        labels.append(torch.as_tensor([int(torch.as_tensor(item["label"]).reshape(-1)[0]) for item in items]))
+    return {"images": torch.cat(images), "features": torch.cat(features), "labels": torch.cat(labels).to(device)}
+
+
+@torch.no_grad()
+def teacher_frame_scores(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``(N, T)``: the teacher head's log-probability of the true class from each frame's features alone."""
+    was_training = head.training
+    head.eval()
+    log_probs = F.log_softmax(head(features), dim=-1)  # (N, T, classes)
+    head.train(was_training)
+    return log_probs.gather(-1, labels[:, None, None].expand(-1, features.shape[1], 1)).squeeze(-1)
+
+
+def subset_logits(head: nn.Module, weights: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Logits of mean-pooled picks: ``weights`` ``(B, k, T)`` (the sampling matrix), ``features`` ``(B, T, D)``."""
+    return head(torch.bmm(weights.to(features.dtype), features).mean(dim=1))
+
+
+def ranking_loss(logits: torch.Tensor, scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Listwise cross-entropy between every row of ``logits`` ``(B, k, T)`` and ``softmax(scores / temperature)``."""
+    target = F.softmax(scores / temperature, dim=-1)[:, None, :]
+    return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+@torch.no_grad()
+def _validation_auc(network: nn.Module, cache: dict[str, torch.Tensor], batch_size: int) -> float:
+    network.eval()
+    probs = []
+    for start in range(0, len(cache["labels"]), batch_size):
+        part = slice(start, start + batch_size)
+        out = network.sampler(cache["images"][part])
+        probs.append(F.softmax(subset_logits(network.head, out.weights, cache["features"][part]), dim=-1))
+    prob = torch.cat(probs)
+    onehot = F.one_hot(cache["labels"], prob.shape[1])
+    return float(compute_roc_auc(prob, onehot, average="macro"))
+
+
+def train_sampler_staged(
+    network: nn.Module,
+    teacher_ckpt: str | os.PathLike,
+    train_data: Sequence[dict],
+    val_data: Sequence[dict],
+    output_path: str | os.PathLike,
+    loss_function: nn.Module | None = None,
+    epochs: int = 30,
+    learning_rate: float = 1e-3,
+    sampler_lr_scale: float = 1.0,
+    rank_weight: float = 1.0,
+    rank_temperature: float = 0.5,
+    batch_size: int = 32,
+    device: Any = "cpu",
+    log_dir: str | None = None,
+) -> dict[str, list[float]]:
+    """Stages 1-3 of the recipe (module docstring) on ``network`` (a :py:class:`SubsampledClassifier` with a 2D
+    backbone and mean pooling), saving the best state (validation AUC, eval-mode picks) to ``output_path``.
+
+    Args:
+        network: the classifier to train; its backbone and head are replaced by the teacher's.
+        teacher_ckpt: ``model.pt`` of the same bundle trained with ``--sampler_name full``.
+        train_data, val_data: datasets of ``{"image": (C, T, H, W), "label": ...}`` without random augmentation.
+        output_path: where the network's best state dict is written (atomically).
+        loss_function: the task loss on ``(logits, labels)``; cross-entropy when ``None``.
+        epochs: passes over the cached training features.
+        learning_rate: the head's learning rate (Adam).
+        sampler_lr_scale: the sampler's learning rate is this times ``learning_rate``; 0 leaves it untrained.
+        rank_weight: weight of the teacher ranking term (0 disables it; samplers without logits have none).
+        rank_temperature: temperature of the teacher's frame distribution.
+        batch_size: inputs per step.
+        device: where to train.
+        log_dir: TensorBoard folder for the stage's losses and validation AUC (``staged/...`` tags), or ``None``.
+
+    Returns:
+        ``{"loss": [...], "val_auc": [...]}`` per epoch.
+
+    Raises:
+        ValueError: for a 3D backbone, a pooling other than mean, or non-positive epochs.
+    """
+    if getattr(network, "backbone_dims", 2) != 2 or getattr(network, "pooling", "mean") != "mean":
+        raise ValueError("the staged recipe needs a 2D backbone with mean pooling (pooling='mean', backbone_dims=2).")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}.")
+    load_teacher(network, teacher_ckpt)
+    network.to(device)
+    for p in network.backbone.parameters():
+        p.requires_grad_(False)
+    train_cache = cache_frame_features(network, train_data, device)
+    val_cache = cache_frame_features(network, val_data, device)
+    scores = teacher_frame_scores(network.head, train_cache["features"], train_cache["labels"])
+    loss_function = loss_function if loss_function is not None else nn.CrossEntropyLoss()
+    groups = [{"params": list(network.head.parameters()), "lr": learning_rate}]
+    sampler_params = [p for p in network.sampler.parameters() if p.requires_grad]
+    if sampler_params and sampler_lr_scale > 0:
+        groups.append({"params": sampler_params, "lr": learning_rate * sampler_lr_scale})
+    optimizer = torch.optim.Adam(groups)
+    writer = _summary_writer(log_dir)
+    history: dict[str, list[float]] = {"loss": [], "val_auc": []}
+    best_auc, best_state = -1.0, None
+    n = len(train_cache["labels"])
+    for epoch in range(epochs):
+        network.sampler.train()
+        network.head.train()
+        order = torch.randperm(n, device=train_cache["labels"].device)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            out = network.sampler(train_cache["images"][idx])
+            loss = loss_function(subset_logits(network.head, out.weights, train_cache["features"][idx]),
+                                 train_cache["labels"][idx])
+            if rank_weight > 0 and out.logits is not None and sampler_lr_scale > 0:
+                loss = loss + rank_weight * ranking_loss(out.logits, scores[idx], rank_temperature)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+        auc = _validation_auc(network, val_cache, batch_size)
+        history["loss"].append(total / n)
+        history["val_auc"].append(auc)
+        logger.info("staged epoch %d/%d: loss %.4f, val AUC %.4f", epoch + 1, epochs, total / n, auc)
+        if writer is not None:
+            writer.add_scalar("staged/loss", total / n, epoch + 1)
+            writer.add_scalar("staged/val_auc", auc, epoch + 1)
+        if auc > best_auc:
+            best_auc, best_state = auc, copy.deepcopy(network.state_dict())
+    if writer is not None:
+        writer.close()
+    network.load_state_dict(best_state)
+    for p in network.backbone.parameters():
+        p.requires_grad_(True)
+    network.eval()
+    atomic_torch_save(best_state, output_path)
+    logger.info("staged: best val AUC %.4f, saved %s", best_auc, output_path)
+    return history
+
+
+def _summary_writer(log_dir: str | None) -> Any:
+    if log_dir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir)

@@ -1,0 +1,165 @@
+"""The staged recipe: teacher loading, cached features, the exact subset loss, the ranking term, the saved state."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from monai_das.engines import train_sampler_staged
+from monai_das.engines.staged_sampler_training import (
+    cache_frame_features,
+    load_teacher,
+    ranking_loss,
+    subset_logits,
+    teacher_frame_scores,
+)
+from monai_das.networks.nets import SubsampledClassifier, get_sampler
+
+T, K, SIZE = 8, 2, 16
+
+
+class FrameMeans(nn.Module):
+    """A tiny 2D backbone: 4 learned projections of a frame's mean intensity (BatchNorm to test eval mode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return torch.relu(self.norm(self.conv(x))).mean(dim=(2, 3))
+
+
+def classifier(name: str, k: int = K) -> SubsampledClassifier:
+    torch.manual_seed(0)
+    return SubsampledClassifier(get_sampler(name, k, num_frames=T), FrameMeans(), num_classes=2, feature_dim=4)
+
+
+def data(n: int, seed: int) -> list[dict]:
+    """Class 1 has one bright square in a random frame; the other frames hold noise."""
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(n):
+        x = 0.1 * torch.rand(1, T, SIZE, SIZE, generator=g)
+        label = i % 2
+        if label:
+            t = int(torch.randint(0, T, (1,), generator=g))
+            x[0, t, 4:12, 4:12] += 1.0
+        items.append({"image": x, "label": torch.tensor(label)})
+    return items
+
+
+@pytest.fixture
+def teacher(tmp_path):
+    net = classifier("full")
+    net.backbone.norm.running_mean.fill_(0.05)  # a non-default statistic: eval mode must use it
+    path = tmp_path / "teacher.pt"
+    torch.save(net.state_dict(), path)
+    return net, path
+
+
+def test_ranking_loss_is_smallest_at_the_teacher_distribution():
+    scores = torch.tensor([[0.0, 1.0, 3.0, -1.0]])
+    temperature = 0.5
+    target = torch.softmax(scores / temperature, dim=-1)
+    matched = (scores / temperature)[:, None, :].expand(1, 3, 4)
+    entropy = float(-(target * target.log()).sum())
+    assert math.isclose(float(ranking_loss(matched, scores, temperature)), entropy, rel_tol=1e-6)
+    assert float(ranking_loss(torch.zeros(1, 3, 4), scores, temperature)) > entropy + 0.1
+    assert float(ranking_loss(-matched, scores, temperature)) > float(ranking_loss(torch.zeros(1, 3, 4), scores, 0.5))
+
+
+def test_subset_logits_are_the_head_of_the_mean_of_picked_features():
+    head = nn.Linear(3, 2)
+    features = torch.randn(2, 5, 3)
+    weights = torch.zeros(2, 2, 5)
+    weights[0, 0, 1] = weights[0, 1, 4] = weights[1, 0, 0] = weights[1, 1, 2] = 1
+    expected = head(torch.stack([features[0, [1, 4]].mean(0), features[1, [0, 2]].mean(0)]))
+    assert torch.allclose(subset_logits(head, weights, features), expected, atol=1e-6)
+
+
+def test_teacher_scores_are_the_log_probability_of_the_true_class_per_frame():
+    head = nn.Linear(3, 2)
+    features, labels = torch.randn(4, 6, 3), torch.tensor([0, 1, 1, 0])
+    scores = teacher_frame_scores(head, features, labels)
+    log_probs = torch.log_softmax(head(features), dim=-1)
+    assert scores.shape == (4, 6)
+    assert torch.allclose(scores[1], log_probs[1, :, 1]) and torch.allclose(scores[3], log_probs[3, :, 0])
+
+
+def test_load_teacher_copies_backbone_and_head_and_rejects_bad_files(teacher, tmp_path):
+    net, path = teacher
+    student = classifier("das")
+    load_teacher(student, path)
+    for key, value in net.state_dict().items():
+        assert torch.equal(student.state_dict()[key], value), key
+    with pytest.raises(FileNotFoundError, match="sampler_name full"):
+        load_teacher(student, tmp_path / "missing.pt")
+    wide = SubsampledClassifier(get_sampler("full", T), FrameMeans(), num_classes=3, feature_dim=4)
+    torch.save(wide.state_dict(), tmp_path / "three_classes.pt")
+    with pytest.raises(ValueError, match=r"head.1.weight has shape \(3, 4\)"):
+        load_teacher(student, tmp_path / "three_classes.pt")
+
+
+def test_cached_features_are_the_backbone_in_eval_mode(teacher):
+    net, _ = teacher
+    items = data(6, seed=3)
+    cache = cache_frame_features(net, items, batch_size=4)
+    assert cache["features"].shape == (6, T, 4) and cache["images"].shape == (6, 1, T, SIZE, SIZE)
+    assert cache["labels"].tolist() == [0, 1, 0, 1, 0, 1]
+    net.eval()
+    with torch.no_grad():
+        expected = net.backbone(items[5]["image"].transpose(0, 1))
+    assert torch.allclose(cache["features"][5], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,scale", [("das", 1.0), ("das", 0.0), ("uniform", 1.0)])
+def test_staged_training_keeps_the_teacher_backbone_and_saves_what_the_network_computes(teacher, tmp_path, name, scale):
+    net, path = teacher
+    student = classifier(name)
+    sampler_before = {k: v.clone() for k, v in student.sampler.state_dict().items()}
+    head_before = net.head.state_dict()["1.weight"].clone()
+    out = tmp_path / "model.pt"
+    history = train_sampler_staged(student, path, data(32, seed=1), data(16, seed=2), out, epochs=2,
+                                   sampler_lr_scale=scale, batch_size=8, log_dir=str(tmp_path / "logs"))
+    assert len(history["loss"]) == len(history["val_auc"]) == 2
+    assert all(0.0 <= auc <= 1.0 for auc in history["val_auc"])
+    state = torch.load(out, weights_only=True)
+    for key, value in net.backbone.state_dict().items():  # frozen, statistics included
+        assert torch.equal(state[f"backbone.{key}"], value), key
+    assert all(p.requires_grad for p in student.backbone.parameters())
+    assert not torch.equal(state["head.1.weight"], head_before)  # the head learned on the picks
+    moved = any(not torch.equal(state[f"sampler.{k}"], v) for k, v in sampler_before.items())
+    assert moved == (name == "das" and scale > 0)  # only a trainable sampler at a positive rate learns
+
+    # the saved network in eval mode computes exactly the cached-feature logits that were validated
+    fresh = classifier(name)
+    fresh.load_state_dict(state)
+    fresh.eval()
+    val = data(16, seed=2)
+    x = torch.stack([item["image"] for item in val])
+    with torch.no_grad():
+        logits = fresh(x)
+        cache = cache_frame_features(fresh, val)
+        expected = subset_logits(fresh.head, fresh.last_sampler_output.weights, cache["features"])
+    assert torch.allclose(logits, expected, atol=1e-5)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "logs"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("staged/val_auc")] == [1, 2]
+    assert [round(e.value, 6) for e in events.Scalars("staged/val_auc")] == [round(a, 6) for a in history["val_auc"]]
+
+
+def test_staged_training_refuses_pooling_it_cannot_make_exact(teacher, tmp_path):
+    _, path = teacher
+    torch.manual_seed(0)
+    net = SubsampledClassifier(get_sampler("das", K), FrameMeans(), num_classes=2, feature_dim=4, pooling="max")
+    with pytest.raises(ValueError, match="mean pooling"):
+        train_sampler_staged(net, path, data(4, 1), data(4, 2), tmp_path / "m.pt", epochs=1)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        train_sampler_staged(classifier("das"), path, data(4, 1), data(4, 2), tmp_path / "m.pt", epochs=0)
