@@ -658,7 +658,7 @@ MEDMNIST_NOTE = ("`--dataset_dir` holds the official `{flag}.npz` (or `{flag}_64
 
 
 def results_section(name: str) -> str:
-    """The bundle's rows of benchmarks/results/accuracy.csv as a Markdown table."""
+    """The bundle's rows of benchmarks/results/accuracy.csv as a Markdown table (mean +- std over seeds)."""
     short = {"vesselmnist3d": "vessel", "adrenalmnist3d": "adrenal", "organmnist3d": "organ", "nodulemnist3d": "nodule",
              "fracturemnist3d": "fracture", "synapsemnist3d": "synapse"}.get(name, name)
     path = ROOT / "benchmarks" / "results" / "accuracy.csv"
@@ -666,23 +666,27 @@ def results_section(name: str) -> str:
     if path.exists():
         import csv
         import statistics
+        from collections import defaultdict
 
+        groups = defaultdict(list)
         with open(path, newline="") as f:
-            all_rows = [r for r in csv.DictReader(f) if r["dataset"] == short]
-        for method in ("full", "random", "uniform", "dps", "adps", "das"):
-            group = [r for r in all_rows if r["method"] == method]
-            if not group:
-                continue
+            for r in csv.DictReader(f):
+                if r["dataset"] == short:
+                    groups[(r["recipe"], -float(r["sampling_ratio"]), r["method"], r["epochs"], r["overrides"])].append(r)
+        for (recipe, ratio, method, epochs, overrides), group in sorted(groups.items()):
             cells = []
             for key in ("test_auc", "test_balanced_accuracy"):
                 values = [float(r[key]) for r in group]
                 spread = statistics.pstdev(values) if len(values) > 1 else 0.0
                 cells.append(f"{statistics.mean(values):.3f} +- {spread:.3f}")
-            rows.append(f"| {method} | {len(group)} | {cells[0]} | {cells[1]} | {group[0]['epochs']} | {group[0]['device']} |")
+            rows.append(f"| {-ratio:g} | {method} | {recipe} | {len(group)} | {cells[0]} | {cells[1]} | {epochs} "
+                        f"| {group[0]['device']} |")
     if not rows:
         return "Not measured yet: run the accuracy benchmark (see the repository README)."
-    header = ["| method | seeds | test AUC | balanced accuracy | epochs | device |", "|---|---|---|---|---|---|"]
-    return "\n".join(["From `benchmarks/results/accuracy.md` (see there for the command and machine):", ""] + header + rows)
+    header = ["| k/T | method | recipe | seeds | test AUC | balanced accuracy | epochs | device |",
+              "|---|---|---|---|---|---|---|---|"]
+    return "\n".join(["From `benchmarks/results/accuracy.md` (see there for the command, the machine and the paired",
+                      "comparisons):", ""] + header + rows)
 
 
 def bundle_readme(name: str, spec: dict) -> str:
@@ -719,6 +723,19 @@ finished `outputs/` stops with an error instead of replacing its `model.pt` (`--
 `evaluate` writes `outputs/eval/metrics.csv` (test AUC, balanced accuracy,
 accuracy, unweighted cross-entropy loss; it needs only the test split); `inference` (standalone: it reads files, `--input_paths "['scans/', 'clip.mp4']"`; by default
 {inference_default}) writes `outputs/predictions.csv`: per input its class probabilities, the predicted class and the indices of the picked frames.
+
+**Staged recipe** (`configs/train_staged.json`). Train the bundle once on the full sequence (`--sampler_name full
+--output_dir teacher`), then train any sampler on that teacher's frozen backbone:
+
+```bash
+python -m monai.bundle run --config_file "['configs/train.json','configs/train_staged.json']" --teacher_ckpt teacher/model.pt --sampler_name das --sampling_ratio 0.25{data_arg}
+```
+
+Every frame's backbone features are computed once; the sampler and the linear head then learn on them for
+`--staged_epochs` (default 30) with the exact loss of the picked subset plus a term that makes the sampler rank frames
+as the teacher does (`--rank_weight`, `--rank_temperature`); `--sampler_lr_scale 0` keeps the sampler at its prior.
+It takes minutes where end-to-end training takes an hour on a CPU, and one teacher serves every sampler and budget.
+`evaluate` and `inference` run on its `model.pt` as usual (with the same `--sampler_name` and `--sampling_ratio`).
 
 **3D backbone.** Add `configs/backbone_resnet3d.json` after `configs/train.json` (or `configs/inference.json`) in every command (train, evaluate,
 inference, multi-GPU) to replace the per-frame MobileNetV3-Small with MONAI's 3D ResNet-18, which sees the k picked

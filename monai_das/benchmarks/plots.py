@@ -4,8 +4,8 @@
 
 Writes, next to the CSV files it finds (a missing file skips its figure):
 
-- ``accuracy_auc.png`` from ``accuracy.csv``: test AUC per method per dataset, mean with the standard deviation over
-  seeds as error bars;
+- ``accuracy_auc.png`` from ``accuracy.csv``: test AUC against the fraction of frames kept (k/T), one panel per
+  dataset, one line per method, mean with the standard deviation over seeds as error bars;
 - ``adaptivity_ratio.png`` from ``adaptivity.csv``: test accuracy against the fraction of frames kept (k/T) for DAS,
   DPS and uniform on the synthetic task, the full sequence at k/T = 1;
 - ``latency_vs_k.png`` from ``efficiency.csv``: eager forward latency against k for every (device, T, batch) that
@@ -33,7 +33,7 @@ __all__ = ["plot_accuracy", "plot_adaptivity", "plot_latency", "main"]
 
 RATIO_METHODS = ("das", "dps", "uniform")
 COLOURS = {"full": "#4d4d4d", "random": "#9e9e9e", "uniform": "#1f77b4", "dps": "#2ca02c", "adps": "#9467bd",
-           "das": "#e4572e", "das_segments": "#f2a541"}
+           "das": "#e4572e", "das_prior": "#8c564b", "das_segments": "#f2a541"}
 
 
 def _save(fig, path: Path) -> Path:
@@ -49,27 +49,36 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def plot_accuracy(rows: list[dict], path: Path) -> Path:
-    """Grouped bars: one group per dataset, one bar per method (mean test AUC, std over seeds as error bars)."""
+    """Test AUC against k/T, one panel per dataset, one line per (method, recipe); the full sequence at k/T = 1 and
+    as a dashed level. Mean over seeds with the standard deviation as error bars."""
     datasets = sorted({r["dataset"] for r in rows})
-    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
-    fig = Figure(figsize=(1.6 + 1.4 * len(datasets) * max(1, len(methods)) / 3, 3.6))
-    ax = fig.add_subplot()
-    width = 0.8 / max(1, len(methods))
-    for j, method in enumerate(methods):
-        for i, dataset in enumerate(datasets):
-            values = [float(r["test_auc"]) for r in rows if r["dataset"] == dataset and r["method"] == method]
-            if not values:
-                continue
-            mean, std = _mean_std(values)
-            x = i + (j - (len(methods) - 1) / 2) * width
-            ax.bar(x, mean, width, yerr=std, capsize=2, color=COLOURS.get(method), label=method if i == 0 else None)
-            ax.text(x, 0.02, f"n={len(values)}", rotation=90, ha="center", va="bottom", fontsize=6, color="white")
-    ax.set_xticks(range(len(datasets)), datasets)
-    ax.set_ylim(0, 1)
-    ax.axhline(0.8, color="black", linestyle=":", linewidth=1)
-    ax.set_ylabel("test AUC (mean +- std over seeds)")
-    ax.set_title("Test AUC per method (dotted: the 0.80 target)", fontsize=9)
-    ax.legend(fontsize=7, ncol=3, loc="upper left")
+    fig = Figure(figsize=(4.2 * len(datasets), 3.6))
+    for i, dataset in enumerate(datasets):
+        ax = fig.add_subplot(1, len(datasets), i + 1)
+        subset = [r for r in rows if r["dataset"] == dataset]
+        recipes = sorted({r.get("recipe", "") for r in subset if r["method"] != "full"})
+        lines = sorted({(r["method"], r.get("recipe", "")) for r in subset},
+                       key=lambda mr: (METHODS.index(mr[0]), mr[1]))
+        for method, recipe in lines:
+            by_ratio: dict[float, list[float]] = defaultdict(list)
+            for r in subset:
+                if r["method"] == method and r.get("recipe", "") == recipe:
+                    by_ratio[float(r.get("sampling_ratio") or 1.0)].append(float(r["test_auc"]))
+            ratios = sorted(by_ratio)
+            stats = [_mean_std(by_ratio[q]) for q in ratios]
+            label = method if method == "full" or len(recipes) < 2 else f"{method} ({recipe})"
+            ax.errorbar(ratios, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", markersize=3,
+                        capsize=2, color=COLOURS.get(method), label=label,
+                        linestyle="-" if recipe != "end_to_end" or method == "full" else ":")
+            if method == "full":
+                ax.axhline(stats[0][0], color=COLOURS["full"], linestyle="--", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ticks = sorted({float(r.get("sampling_ratio") or 1.0) for r in subset})
+        ax.set_xticks(ticks, [f"{q:g}" for q in ticks])
+        ax.set_xlabel("k/T, fraction of the slices the backbone sees")
+        ax.set_ylabel("test AUC (mean +- std over seeds)")
+        ax.set_title(dataset, fontsize=9)
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -29,8 +29,9 @@ def _picture(path):
 
 def test_every_figure_from_its_csv(tmp_path, capsys):
     _write(tmp_path / "accuracy.csv", [
-        {"dataset": d, "method": m, "seed": s, "test_auc": 0.6 + 0.05 * s}
-        for d in ("adrenal", "vessel") for m in ("full", "uniform", "das") for s in range(2)])
+        {"dataset": d, "method": m, "recipe": "end_to_end" if m == "full" else "staged", "seed": s,
+         "sampling_ratio": 1.0 if m == "full" else q, "test_auc": 0.6 + 0.05 * s + q / 4}
+        for d in ("adrenal", "vessel") for m in ("full", "uniform", "das") for q in (0.125, 0.5) for s in range(2)])
     _write(tmp_path / "adaptivity.csv", [
         {"method": m, "ratio": q, "seed": s, "accuracy": 0.5 + q / 3}
         for m in ("das", "dps", "uniform") for q in (0.125, 0.25, 0.5) for s in range(2)]
