@@ -801,6 +801,8 @@ def train_staged_config(spec: dict) -> dict:
         "sampler_lr_scale": 1.0,
         "rank_weight": 1.0,
         "rank_temperature": 0.5,
+        "finetune_epochs": 0,
+        "finetune_learning_rate": 0.0001,
         "staged_train_dataset": plain_train,
         "staged": {
             "_target_": "monai_das.engines.train_sampler_staged",
@@ -819,6 +821,9 @@ def train_staged_config(spec: dict) -> dict:
             "batch_size": "@staged_batch_size",
             "device": "@device",
             "log_dir": "@log_dir",
+            "overwrite": "@overwrite",
+            "finetune_epochs": "@finetune_epochs",
+            "finetune_learning_rate": "@finetune_learning_rate",
         },
         "initialize": ["$@set_seed", "$os.makedirs(@output_dir, exist_ok=True)"],
         "run": ["@staged"],

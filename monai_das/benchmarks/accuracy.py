@@ -63,7 +63,8 @@ RECIPES = ("staged", "end_to_end")
 #: the comparisons of the paired table: (method A, method B), A - B
 COMPARISONS = (("das", "uniform"), ("das", "full"), ("das", "das_prior"), ("das", "dps"))
 #: overrides read only by train_staged.json: they do not change the full-sequence teacher
-STAGED_ONLY = ("staged_epochs", "staged_batch_size", "rank_weight", "rank_temperature")
+STAGED_ONLY = ("staged_epochs", "staged_batch_size", "rank_weight", "rank_temperature", "finetune_epochs",
+               "finetune_learning_rate")
 KEY_FIELDS = ["dataset", "method", "recipe", "seed", "sampling_ratio", "image_size", "epochs", "overrides"]
 FIELDS = KEY_FIELDS + ["test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss", "train_seconds", "device",
                        "predictions"]
@@ -205,7 +206,11 @@ class Benchmark:
             try:
                 if not done.exists():
                     start = time.time()
-                    resume = {"resume": True} if (run_dir / "last.pt").exists() and not staged else {}
+                    # an unfinished run goes on: end to end from its last.pt; staged (minutes) from the start
+                    if staged:
+                        resume = {"overwrite": True} if (run_dir / "model.pt").exists() else {}
+                    else:
+                        resume = {"resume": True} if (run_dir / "last.pt").exists() else {}
                     bundle_run(bundle, train_files, {**overrides, **resume}, log, self.threads)
                     done.write_text(f"{time.time() - start:.0f}\n")
                 bundle_run(bundle, ["train.json", "evaluate.json", *extra], overrides, log, self.threads)

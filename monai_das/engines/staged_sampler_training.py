@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from monai.metrics import compute_roc_auc
 from torch import nn
 
+from monai_das.engines.batchnorm_recalibration import recalibrate_batchnorm
 from monai_das.handlers.training_state import atomic_torch_save
 
 __all__ = [
@@ -151,6 +152,9 @@ def train_sampler_staged(
     batch_size: int = 32,
     device: Any = "cpu",
     log_dir: str | None = None,
+    overwrite: bool = False,
+    finetune_epochs: int = 0,
+    finetune_learning_rate: float = 1e-4,
 ) -> dict[str, list[float]]:
     """Stages 1-3 of the recipe (module docstring) on ``network`` (a :py:class:`SubsampledClassifier` with a 2D
     backbone and mean pooling), saving the best state (validation AUC, eval-mode picks) to ``output_path``.
@@ -169,13 +173,26 @@ def train_sampler_staged(
         batch_size: inputs per step.
         device: where to train.
         log_dir: TensorBoard folder for the stage's losses and validation AUC (``staged/...`` tags), or ``None``.
+        overwrite: replace an existing ``output_path``; without it an existing model is never replaced.
+        finetune_epochs: stage 4, optional: epochs of joint training of sampler, backbone and head on the images
+            (sampler at ``sampler_lr_scale`` times ``finetune_learning_rate``), then the backbone's BatchNorm
+            statistics re-estimated on the eval-mode picks (:py:func:`recalibrate_batchnorm`); the fine-tuned state
+            is kept only when its validation AUC beats the best cached-feature state.
+        finetune_learning_rate: the learning rate of the fine-tuning.
 
     Returns:
-        ``{"loss": [...], "val_auc": [...]}`` per epoch.
+        ``{"loss": [...], "val_auc": [...]}`` per epoch of stage 3, and with ``finetune_epochs`` also
+        ``"finetune_val_auc"`` (one value, after the BatchNorm re-estimation).
 
     Raises:
         ValueError: for a 3D backbone, a pooling other than mean, or non-positive epochs.
+        FileExistsError: when ``output_path`` exists and ``overwrite`` is False.
     """
+    if os.path.exists(output_path) and not overwrite:
+        raise FileExistsError(
+            f"{str(output_path)!r} exists: a finished model is never replaced; pass overwrite=True (bundle: "
+            "--overwrite True) to train it again, or choose another output_dir."
+        )
     if getattr(network, "backbone_dims", 2) != 2 or getattr(network, "pooling", "mean") != "mean":
         raise ValueError("the staged recipe needs a 2D backbone with mean pooling (pooling='mean', backbone_dims=2).")
     if epochs < 1:
@@ -227,10 +244,46 @@ def train_sampler_staged(
     network.load_state_dict(best_state)
     for p in network.backbone.parameters():
         p.requires_grad_(True)
+    if finetune_epochs > 0:
+        _finetune(network, train_cache, loss_function, finetune_epochs, finetune_learning_rate, sampler_lr_scale,
+                  batch_size)
+        auc = _network_auc(network, val_cache, batch_size)
+        history["finetune_val_auc"] = [auc]
+        logger.info("staged fine-tuning: val AUC %.4f after %d epochs (cached-feature best %.4f)", auc,
+                    finetune_epochs, best_auc)
+        if auc > best_auc:
+            best_auc, best_state = auc, copy.deepcopy(network.state_dict())
+        network.load_state_dict(best_state)
     network.eval()
     atomic_torch_save(best_state, output_path)
     logger.info("staged: best val AUC %.4f, saved %s", best_auc, output_path)
     return history
+
+
+def _finetune(network: nn.Module, cache: dict[str, torch.Tensor], loss_function: nn.Module, epochs: int,
+              learning_rate: float, sampler_lr_scale: float, batch_size: int) -> None:
+    """Stage 4: joint training on the images, then BatchNorm statistics re-estimated on the eval-mode picks."""
+    groups = [{"params": list(network.backbone.parameters()) + list(network.head.parameters()), "lr": learning_rate}]
+    sampler_params = list(network.sampler.parameters())
+    if sampler_params and sampler_lr_scale > 0:
+        groups.append({"params": sampler_params, "lr": learning_rate * sampler_lr_scale})
+    optimizer = torch.optim.Adam(groups)
+    n = len(cache["labels"])
+    for _ in range(epochs):
+        network.train()
+        for idx in torch.randperm(n, device=cache["labels"].device).split(batch_size):
+            loss = loss_function(network(cache["images"][idx]), cache["labels"][idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    recalibrate_batchnorm(network, cache["images"], batch_size)
+
+
+@torch.no_grad()
+def _network_auc(network: nn.Module, cache: dict[str, torch.Tensor], batch_size: int) -> float:
+    network.eval()
+    prob = torch.cat([F.softmax(network(x), dim=-1) for x in cache["images"].split(batch_size)])
+    return float(compute_roc_auc(prob, F.one_hot(cache["labels"], prob.shape[1]), average="macro"))
 
 
 def _summary_writer(log_dir: str | None) -> Any:

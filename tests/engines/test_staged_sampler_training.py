@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from monai_das.engines import train_sampler_staged
+from monai_das.engines.batchnorm_recalibration import recalibrate_batchnorm
 from monai_das.engines.staged_sampler_training import (
     cache_frame_features,
     load_teacher,
@@ -161,5 +162,45 @@ def test_staged_training_refuses_pooling_it_cannot_make_exact(teacher, tmp_path)
     net = SubsampledClassifier(get_sampler("das", K), FrameMeans(), num_classes=2, feature_dim=4, pooling="max")
     with pytest.raises(ValueError, match="mean pooling"):
         train_sampler_staged(net, path, data(4, 1), data(4, 2), tmp_path / "m.pt", epochs=1)
+    finished = tmp_path / "finished.pt"
+    finished.write_bytes(b"a user's model")
+    with pytest.raises(FileExistsError, match="never replaced"):
+        train_sampler_staged(classifier("das"), path, data(4, 1), data(4, 2), finished, epochs=1)
+    assert finished.read_bytes() == b"a user's model"
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         train_sampler_staged(classifier("das"), path, data(4, 1), data(4, 2), tmp_path / "m.pt", epochs=0)
+
+
+def test_batchnorm_statistics_are_the_exact_moments_of_the_eval_mode_picks():
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.BatchNorm2d(1), nn.Flatten(), nn.LazyLinear(3))
+    net = SubsampledClassifier(get_sampler("uniform", 2), backbone, num_classes=2, feature_dim=3)
+    x = torch.randn(5, 1, T, 4, 4) * torch.arange(1.0, T + 1)[None, None, :, None, None]
+    net(x)  # materialise the lazy layer
+    net.train()
+    net(x * 10)  # training statistics that recalibration must replace
+    assert recalibrate_batchnorm(net, x, batch_size=5) == 1
+    picked = x[:, :, net.last_sampler_output.indices[0]]  # uniform: the same frames for every input
+    norm = backbone[0]
+    assert torch.allclose(norm.running_mean, picked.mean().reshape(1), atol=1e-5)
+    assert torch.allclose(norm.running_var, picked.var().reshape(1), rtol=1e-4)
+    assert norm.momentum == 0.1 and not net.training
+    no_norm = SubsampledClassifier(get_sampler("uniform", 2), nn.Sequential(nn.Flatten(), nn.LazyLinear(3)), 2, 3)
+    assert recalibrate_batchnorm(no_norm, x) == 0
+
+
+def test_finetuning_keeps_the_better_state_by_validation_auc(teacher, tmp_path):
+    _, path = teacher
+    history = train_sampler_staged(classifier("das"), path, data(16, seed=1), data(16, seed=2), tmp_path / "m.pt",
+                                   epochs=1, batch_size=8, finetune_epochs=1)
+    assert len(history["finetune_val_auc"]) == 1 and 0.0 <= history["finetune_val_auc"][0] <= 1.0
+    fresh = classifier("das")
+    fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+    fresh.eval()
+    val = data(16, seed=2)
+    with torch.no_grad():
+        prob = torch.softmax(fresh(torch.stack([v["image"] for v in val])), dim=-1)
+    from monai.metrics import compute_roc_auc
+
+    auc = float(compute_roc_auc(prob, torch.nn.functional.one_hot(torch.tensor([v["label"] for v in val]), 2)))
+    assert math.isclose(auc, max(history["val_auc"][0], history["finetune_val_auc"][0]), abs_tol=1e-6)
