@@ -803,6 +803,8 @@ def train_staged_config(spec: dict) -> dict:
         "rank_temperature": 0.5,
         "finetune_epochs": 0,
         "finetune_learning_rate": 0.0001,
+        # the teacher's frame features, computed once and reused by every sampler and budget trained on it
+        "feature_cache": "$None if @teacher_ckpt is None else str(@teacher_ckpt) + '.frame_features.pt'",
         "staged_train_dataset": plain_train,
         "staged": {
             "_target_": "monai_das.engines.train_sampler_staged",
@@ -824,6 +826,7 @@ def train_staged_config(spec: dict) -> dict:
             "overwrite": "@overwrite",
             "finetune_epochs": "@finetune_epochs",
             "finetune_learning_rate": "@finetune_learning_rate",
+            "feature_cache": "@feature_cache",
         },
         "initialize": ["$@set_seed", "$os.makedirs(@output_dir, exist_ok=True)"],
         "run": ["@staged"],

@@ -25,6 +25,7 @@ are exactly the cached ones: no BatchNorm statistics need re-estimating.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -155,6 +156,7 @@ def train_sampler_staged(
     overwrite: bool = False,
     finetune_epochs: int = 0,
     finetune_learning_rate: float = 1e-4,
+    feature_cache: str | os.PathLike | None = None,
 ) -> dict[str, list[float]]:
     """Stages 1-3 of the recipe (module docstring) on ``network`` (a :py:class:`SubsampledClassifier` with a 2D
     backbone and mean pooling), saving the best state (validation AUC, eval-mode picks) to ``output_path``.
@@ -179,6 +181,8 @@ def train_sampler_staged(
             statistics re-estimated on the eval-mode picks (:py:func:`recalibrate_batchnorm`); the fine-tuned state
             is kept only when its validation AUC beats the best cached-feature state.
         finetune_learning_rate: the learning rate of the fine-tuning.
+        feature_cache: a file that keeps the cached features of this teacher, so that the other samplers and
+            budgets trained on it skip stage 2 (reused only when the teacher's sha256 and the dataset sizes match).
 
     Returns:
         ``{"loss": [...], "val_auc": [...]}`` per epoch of stage 3, and with ``finetune_epochs`` also
@@ -201,13 +205,13 @@ def train_sampler_staged(
     network.to(device)
     for p in network.backbone.parameters():
         p.requires_grad_(False)
-    train_cache = cache_frame_features(network, train_data, device)
-    val_cache = cache_frame_features(network, val_data, device)
+    train_cache, val_cache = _cached_features(network, teacher_ckpt, train_data, val_data, device, feature_cache)
     scores = teacher_frame_scores(network.head, train_cache["features"], train_cache["labels"])
     loss_function = loss_function if loss_function is not None else nn.CrossEntropyLoss()
     groups = [{"params": list(network.head.parameters()), "lr": learning_rate}]
     sampler_params = [p for p in network.sampler.parameters() if p.requires_grad]
-    if sampler_params and sampler_lr_scale > 0:
+    learns = bool(sampler_params) and sampler_lr_scale > 0
+    if learns:
         groups.append({"params": sampler_params, "lr": learning_rate * sampler_lr_scale})
     optimizer = torch.optim.Adam(groups)
     writer = _summary_writer(log_dir)
@@ -221,10 +225,11 @@ def train_sampler_staged(
         total = 0.0
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            out = network.sampler(train_cache["images"][idx])
+            with torch.set_grad_enabled(learns):
+                out = network.sampler(train_cache["images"][idx])
             loss = loss_function(subset_logits(network.head, out.weights, train_cache["features"][idx]),
                                  train_cache["labels"][idx])
-            if rank_weight > 0 and out.logits is not None and sampler_lr_scale > 0:
+            if learns and rank_weight > 0 and out.logits is not None:
                 loss = loss + rank_weight * ranking_loss(out.logits, scores[idx], rank_temperature)
             optimizer.zero_grad()
             loss.backward()
@@ -258,6 +263,22 @@ def train_sampler_staged(
     atomic_torch_save(best_state, output_path)
     logger.info("staged: best val AUC %.4f, saved %s", best_auc, output_path)
     return history
+
+
+def _cached_features(network: nn.Module, teacher_ckpt: str | os.PathLike, train_data: Sequence[dict],
+                     val_data: Sequence[dict], device: Any, path: str | os.PathLike | None) -> tuple[dict, dict]:
+    with open(teacher_ckpt, "rb") as f:
+        stamp = {"teacher_sha256": hashlib.sha256(f.read()).hexdigest(), "sizes": [len(train_data), len(val_data)]}
+    if path is not None and os.path.isfile(path):
+        saved = torch.load(path, map_location=device, weights_only=True)
+        if saved.get("stamp") == stamp:
+            logger.info("staged: frame features read from %s", path)
+            return saved["train"], saved["val"]
+    train_cache = cache_frame_features(network, train_data, device)
+    val_cache = cache_frame_features(network, val_data, device)
+    if path is not None:
+        atomic_torch_save({"stamp": stamp, "train": train_cache, "val": val_cache}, path)
+    return train_cache, val_cache
 
 
 def _finetune(network: nn.Module, cache: dict[str, torch.Tensor], loss_function: nn.Module, epochs: int,

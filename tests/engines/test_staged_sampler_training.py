@@ -204,3 +204,23 @@ def test_finetuning_keeps_the_better_state_by_validation_auc(teacher, tmp_path):
 
     auc = float(compute_roc_auc(prob, torch.nn.functional.one_hot(torch.tensor([v["label"] for v in val]), 2)))
     assert math.isclose(auc, max(history["val_auc"][0], history["finetune_val_auc"][0]), abs_tol=1e-6)
+
+
+def test_frame_features_are_cached_per_teacher(teacher, tmp_path, caplog):
+    net, path = teacher
+    cache = tmp_path / "teacher.pt.frame_features.pt"
+    train, val = data(8, seed=1), data(8, seed=2)
+    for i, name in enumerate(("uniform", "das")):
+        with caplog.at_level("INFO", logger="monai_das.engines.staged_sampler_training"):
+            caplog.clear()
+            train_sampler_staged(classifier(name), path, train, val, tmp_path / f"{name}.pt", epochs=1,
+                                 feature_cache=cache)
+        assert ("frame features read from" in caplog.text) == (i == 1)
+    saved = torch.load(cache, weights_only=True)
+    assert saved["train"]["features"].shape == (8, T, 4) and saved["stamp"]["sizes"] == [8, 8]
+    net.head[1].bias.data += 1  # another teacher: the cache is not reused
+    torch.save(net.state_dict(), path)
+    with caplog.at_level("INFO", logger="monai_das.engines.staged_sampler_training"):
+        caplog.clear()
+        train_sampler_staged(classifier("das"), path, train, val, tmp_path / "again.pt", epochs=1, feature_cache=cache)
+    assert "frame features read from" not in caplog.text
