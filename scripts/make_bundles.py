@@ -191,6 +191,8 @@ def bundle_specs() -> dict[str, dict]:
 
 # an empty validation split, or one without every class (AUC NaN), stops the training before it starts
 CHECK_VALIDATION = "$monai_das.engines.check_validation_labels(@val_labels, @num_classes, @checkpoint_metric)"
+# before anything is written: lock the output folder, refuse to replace a finished run's files without --overwrite
+CLAIM_OUTPUT = "$monai_das.handlers.claim_output(@last_ckpt_path, [@ckpt_path], @resume, @overwrite)"
 
 
 def train_config(spec: dict) -> dict:
@@ -372,7 +374,7 @@ def train_config(spec: dict) -> dict:
                 "amp": False,
             },
         },
-        "initialize": ["$@set_seed", "$os.makedirs(@output_dir, exist_ok=True)", CHECK_VALIDATION],
+        "initialize": ["$@set_seed", "$os.makedirs(@output_dir, exist_ok=True)", CHECK_VALIDATION, CLAIM_OUTPUT],
         "run": ["$@validate#early_stop.set_trainer(@train#trainer)", "$@train#trainer.run()"],
         "finalize": [],
     }
@@ -511,6 +513,7 @@ def multi_gpu_config() -> dict:
             "$@set_seed",
             "$os.makedirs(@output_dir, exist_ok=True)",
             CHECK_VALIDATION,
+            CLAIM_OUTPUT,
         ],
         "run": [
             "$@validate#early_stop.set_trainer(@train#trainer)",

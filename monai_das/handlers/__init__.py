@@ -12,7 +12,9 @@ from .training_state import (
     AtomicCheckpointSaver,
     TrainingStateCheckpoint,
     atomic_torch_save,
+    claim_output,
     read_training_state,
+    release_output,
 )
 
 __all__ = [
@@ -25,10 +27,12 @@ __all__ = [
     "SamplerTensorBoardHandler",
     "TrainingStateCheckpoint",
     "atomic_torch_save",
+    "claim_output",
     "default_label_transform",
     "load_checkpoint",
     "quadratic_weighted_kappa",
     "read_training_state",
+    "release_output",
     "to_class_indices",
     "unwrap_network",
 ]

@@ -40,7 +40,9 @@ __all__ = [
     "AtomicCheckpointSaver",
     "TrainingStateCheckpoint",
     "atomic_torch_save",
+    "claim_output",
     "read_training_state",
+    "release_output",
 ]
 
 #: what ``resume`` accepts: ``False`` (start afresh, overwrite ``last.pt``), ``True`` (continue from it; an error if
@@ -177,6 +179,116 @@ def read_training_state(path: str | os.PathLike, map_location: Any = "cpu") -> d
     return dict(state)
 
 
+def _resume_choice(resume: Any) -> bool | str:
+    if isinstance(resume, str) and resume.lower() in ("true", "false", "auto"):
+        resume = {"true": True, "false": False, "auto": "auto"}[resume.lower()]
+    if not any(resume is c or (isinstance(c, str) and resume == c) for c in RESUME_CHOICES):
+        raise ValueError(f"resume must be False, True or 'auto', got {resume!r}.")
+    return resume
+
+
+#: the lock files this process holds, by training-state path
+_HELD_LOCKS: dict[str, Any] = {}
+
+
+def _lock(path: str) -> None:
+    """Hold an exclusive ``flock`` on ``<path>.lock`` (rank 0; a no-op where ``fcntl`` is missing or held already).
+
+    Raises:
+        RuntimeError: when another process holds it.
+    """
+    if _rank() != 0 or path in _HELD_LOCKS or not has_fcntl:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    lock_file = open(f"{path}.lock", "a+")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        lock_file.seek(0)
+        holder = lock_file.read().strip() or "unknown"
+        lock_file.close()
+        raise RuntimeError(f"another run (pid {holder}) is training into {os.path.dirname(path)} (it holds "
+                           f"{path}.lock): wait for it to end, or choose another --output_dir.") from e
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(f"{os.getpid()}\n")
+    lock_file.flush()
+    _HELD_LOCKS[path] = lock_file
+
+
+def release_output(path: str | os.PathLike) -> None:
+    """Release the lock that :func:`claim_output` took on the folder of ``path`` (a no-op when none is held)."""
+    lock_file = _HELD_LOCKS.pop(os.fspath(path), None)
+    if lock_file is not None:
+        fcntl.flock(lock_file, fcntl.LOCK_UN)
+        lock_file.close()
+
+
+def _check_fresh_start(path: str, protect: Sequence[str], overwrite: bool, logger: logging.Logger) -> None:
+    """Refuse (``FileExistsError``) a fresh run on a finished run's files without ``overwrite``; warn when it
+    replaces an interrupted run's files."""
+    existing = [p for p in (path, *protect) if os.path.isfile(p)]
+    if not existing:
+        return
+    finished = True  # a best model without a training state: nothing says it may go
+    if os.path.isfile(path):
+        state = read_training_state(path)
+        max_epochs = state["trainer"].get("max_epochs")
+        finished = bool(state["early_stopped"]) or (max_epochs is not None and state["epoch"] >= max_epochs)
+    names = ", ".join(os.path.basename(p) for p in existing)
+    folder = os.path.dirname(os.path.abspath(path))
+    if finished and not overwrite:
+        raise FileExistsError(
+            f"{folder} holds a finished run ({names}); a fresh run would replace them. Pass --resume True to continue "
+            "it (raise --epochs to train longer), --overwrite True to start afresh and replace them, or another "
+            "--output_dir."
+        )
+    if _rank() == 0:
+        logger.warning(f"{names} in {folder} will be overwritten: this run starts afresh (resume=False). Pass "
+                       "--resume True to continue it instead.")
+
+
+def claim_output(
+    path: str | os.PathLike,
+    protect: Sequence[str | os.PathLike] = (),
+    resume: bool | str = False,
+    overwrite: bool = False,
+    logger: logging.Logger | None = None,
+) -> None:
+    """Make the folder of a run's training state ``path`` (``<output_dir>/last.pt``) this run's, before it writes.
+
+    Rank 0 takes an exclusive lock (``fcntl.flock``, POSIX) on ``<path>.lock``, held until :func:`release_output` or
+    the end of the process, so a second run into the same folder fails at once instead of mixing its files with the
+    first one's. A fresh run (``resume`` False) on a finished run's files (``path`` says all its epochs are done or it
+    stopped early, or a ``protect`` file such as ``model.pt`` exists without ``path``) is refused unless
+    ``overwrite``; an interrupted run's files are replaced with a warning. Temporary files that a killed write left
+    (``.<name>.*.tmp`` of ``path`` and ``protect``) are removed. The bundles call it in ``initialize``, before any
+    file is opened; :class:`TrainingStateCheckpoint` calls it again at the trainer's start (the lock is held once).
+
+    Raises:
+        RuntimeError: when another process holds the lock.
+        FileExistsError: for a fresh run on a finished run's files without ``overwrite``.
+        ValueError: for a ``resume`` outside (False, True, "auto").
+    """
+    path = os.fspath(path)
+    protect = [os.fspath(p) for p in protect]
+    logger = logger or logging.getLogger(__name__)
+    fresh = _resume_choice(resume) is False
+    _lock(path)
+    try:
+        if fresh:
+            _check_fresh_start(path, protect, overwrite, logger)
+        if _rank() == 0:
+            for target in (path, *protect):
+                folder, name = os.path.split(os.path.abspath(target))
+                for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
+                    logger.warning(f"removing {tmp}: a temporary file left by a killed write.")
+                    os.remove(tmp)
+    except BaseException:
+        release_output(path)
+        raise
+
+
 class TrainingStateCheckpoint:
     """Write everything a trainer needs to continue to one file after every epoch, and resume from it.
 
@@ -201,13 +313,9 @@ class TrainingStateCheckpoint:
     Random number generators are not restored: a resumed run is as deterministic as a fresh one, but not bitwise
     identical to the run that was never interrupted.
 
-    A fresh run (``resume=False``) never replaces a finished run's files without ``overwrite=True``: when ``path``
-    says its run finished (all its epochs, or stopped early), or a ``protect`` file (the best ``model.pt``) exists
-    without ``path``, the trainer stops at ``STARTED`` with ``FileExistsError`` before anything is written. Files of
-    an interrupted run are replaced with a warning. While the trainer runs, rank 0 holds an exclusive lock
-    (``fcntl.flock``, POSIX) on ``<path>.lock``, so a second run into the same folder fails at once instead of
-    mixing its files with the first one's; the lock goes with the process. Temporary files that a killed write left
-    behind (``.<name>.*.tmp`` of ``path`` and ``protect``) are removed once the lock is held.
+    At the trainer's ``STARTED`` event the folder is claimed with :func:`claim_output` (a lock held while the trainer
+    runs; a fresh run never replaces a finished run's files, e.g. the best ``model.pt`` in ``protect``, without
+    ``overwrite=True``; stale temporary files removed).
 
     Args:
         path: the file, e.g. ``<output_dir>/last.pt``.
@@ -242,10 +350,7 @@ class TrainingStateCheckpoint:
         overwrite: bool = False,
         protect: Sequence[str | os.PathLike] = (),
     ) -> None:
-        if isinstance(resume, str) and resume.lower() in ("true", "false", "auto"):
-            resume = {"true": True, "false": False, "auto": "auto"}[resume.lower()]
-        if not any(resume is c or (isinstance(c, str) and resume == c) for c in RESUME_CHOICES):
-            raise ValueError(f"resume must be False, True or 'auto', got {resume!r}.")
+        resume = _resume_choice(resume)
         if isinstance(save_interval, bool) or not isinstance(save_interval, int) or save_interval < 1:
             raise ValueError(f"save_interval must be a positive integer, got {save_interval!r}.")
         if "trainer" in save_dict or "format" in save_dict:
@@ -258,7 +363,6 @@ class TrainingStateCheckpoint:
         self.logger = logging.getLogger(name) if name is not None else None
         self.overwrite = overwrite
         self.protect = [os.fspath(p) for p in protect]
-        self._lock_file: Any = None
 
     def attach(self, engine: Engine) -> None:
         if self.logger is None:
@@ -270,68 +374,13 @@ class TrainingStateCheckpoint:
 
     # ---- the run's folder -----------------------------------------------------------------------------------------
 
-    def lock(self) -> None:
-        """Take the exclusive lock of ``<path>.lock`` (rank 0; a no-op where ``fcntl`` is missing or already held),
-        then remove temporary files left by killed writes.
-
-        Raises:
-            RuntimeError: when another process holds it.
-        """
-        if _rank() != 0 or self._lock_file is not None or not has_fcntl:
-            return
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        lock_file = open(f"{self.path}.lock", "a+")
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            lock_file.seek(0)
-            holder = lock_file.read().strip() or "unknown"
-            lock_file.close()
-            raise RuntimeError(f"another run (pid {holder}) is training into {os.path.dirname(self.path)} (it holds "
-                               f"{self.path}.lock): wait for it to end, or choose another --output_dir.") from e
-        lock_file.seek(0)
-        lock_file.truncate()
-        lock_file.write(f"{os.getpid()}\n")
-        lock_file.flush()
-        self._lock_file = lock_file
-        for target in (self.path, *self.protect):
-            folder, name = os.path.split(os.path.abspath(target))
-            for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
-                self.logger.warning(f"removing {tmp}: a temporary file left by a killed write.")
-                os.remove(tmp)
-
     def unlock(self, engine: Engine | None = None) -> None:
-        """Release the lock (when the trainer completes or raises; a process that ends releases it too)."""
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
+        """Release the folder's lock (when the trainer completes or raises; a process that ends releases it too)."""
+        release_output(self.path)
 
     def _exception_raised(self, engine: Engine, e: BaseException) -> None:
         self.unlock()
         raise e  # ignite re-raises only when no handler is registered for EXCEPTION_RAISED
-
-    def _check_fresh_start(self) -> None:
-        """Refuse (``FileExistsError``) a fresh run on a finished run's files without ``overwrite``; warn when it
-        replaces an interrupted run's files."""
-        existing = [p for p in (self.path, *self.protect) if os.path.isfile(p)]
-        if not existing:
-            return
-        finished = True  # a best model without a training state: nothing says it may go
-        if os.path.isfile(self.path):
-            state = read_training_state(self.path)
-            max_epochs = state["trainer"].get("max_epochs")
-            finished = bool(state["early_stopped"]) or (max_epochs is not None and state["epoch"] >= max_epochs)
-        names = ", ".join(os.path.basename(p) for p in existing)
-        if finished and not self.overwrite:
-            raise FileExistsError(
-                f"{os.path.dirname(os.path.abspath(self.path))} holds a finished run ({names}); a fresh run would "
-                "replace them. Pass --resume True to continue it (raise --epochs to train longer), --overwrite True "
-                "to start afresh and replace them, or another --output_dir."
-            )
-        if _rank() == 0:
-            self.logger.warning(f"{names} in {os.path.dirname(os.path.abspath(self.path))} will be overwritten: this "
-                                "run starts afresh (resume=False). Pass --resume True to continue it instead.")
 
     # ---- writing --------------------------------------------------------------------------------------------------
 
@@ -360,7 +409,7 @@ class TrainingStateCheckpoint:
     # ---- resuming -------------------------------------------------------------------------------------------------
 
     def load(self, engine: Engine) -> None:
-        self.lock()
+        claim_output(self.path, self.protect, self.resume, self.overwrite, self.logger)
         try:
             self._start(engine)
         except BaseException:
@@ -369,7 +418,6 @@ class TrainingStateCheckpoint:
 
     def _start(self, engine: Engine) -> None:
         if self.resume is False:
-            self._check_fresh_start()
             return
         if self.resume == "auto" and not os.path.isfile(self.path):
             self.logger.info(f"resume='auto': no {self.path} yet, starting afresh.")

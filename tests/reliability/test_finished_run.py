@@ -1,5 +1,5 @@
 """A finished training keeps its best model: a second ``train`` into the same output folder stops before it writes
-anything unless ``--overwrite True`` (``--resume True`` continues it; evaluation still reads it); two runs at once
+anything (not even a TensorBoard file) unless ``--overwrite True`` (``--resume True`` continues it; evaluation still reads it); two runs at once
 into one folder are stopped by a lock; temporary files of a killed write are removed."""
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ def test_rerun_on_a_finished_folder_keeps_the_best_model(tmp_path, restore_torch
     model, last = out / "model.pt", out / "last.pt"
     before = digest(model), digest(last)
 
+    logs = sorted((out / "logs").iterdir())
     refused(FileExistsError, r"holds a finished run \(last.pt, model.pt\).*--overwrite True", out)
     assert (digest(model), digest(last)) == before
+    assert sorted((out / "logs").iterdir()) == logs, "the refused run wrote TensorBoard files"
 
     # --resume True continues the finished run: nothing to do, nothing written
     run_workflow("synthetic", TRAIN, output_dir=str(out), resume=True, **TINY)

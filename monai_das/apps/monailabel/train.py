@@ -54,7 +54,7 @@ from monai_das.apps.monailabel.request_checks import (
     check_int,
     check_keys,
 )
-from monai_das.handlers import load_checkpoint
+from monai_das.handlers import load_checkpoint, release_output
 
 TrainTask, has_monailabel = optional_import("monailabel.interfaces.tasks.train", name="TrainTask", as_type="base")
 
@@ -326,8 +326,6 @@ class DASClassificationTrainTask(TrainTask):
         run_dir = self.work_dir / "train"
         run_dir.mkdir(parents=True, exist_ok=True)
         best = run_dir / "model.pt"
-        if best.exists():
-            best.unlink()  # never publish a previous run's model
         overrides: dict[str, Any] = {
             **self.overrides,
             "bundle_root": str(self.bundle),
@@ -354,25 +352,31 @@ class DASClassificationTrainTask(TrainTask):
                     for name, data in (("train_dataset", train_items), ("val_dataset", val_items))}
         parser.update({**datasets, "train_labels": datasets["train_dataset"].labels,
                        "val_labels": datasets["val_dataset"].labels})  # objects: never read as config text
-        workflow.initialize()
-        for name, section in (("train_dataset", "train"), ("val_dataset", "validate")):
-            datasets[name].transform = parser.get_parsed_content(f"{section}#preprocessing")
-        init = next((p for p in reversed(self.init_paths) if p.is_file()), None)
-        if init is not None and opts["pretrained"]:
-            state = load_checkpoint(init)
-            state = state["model"] if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping) else state
-            workflow.parser.get_parsed_content("network").load_state_dict(state)
-            logger.info("starting from %s", init)
-        else:
-            init = None
-        workflow.run()
-        workflow.finalize()
-        if not best.is_file():
-            raise RuntimeError(f"the bundle's training wrote no {best}; see the log.")
-        self.output_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.output_path.with_name(f".{self.output_path.name}.{os.getpid()}.tmp")
-        shutil.copyfile(best, tmp)
-        os.replace(tmp, self.output_path)
+        try:
+            workflow.initialize()  # the bundle claims run_dir: a second training into it fails here
+            if best.exists():
+                best.unlink()  # never publish a previous run's model
+            for name, section in (("train_dataset", "train"), ("val_dataset", "validate")):
+                datasets[name].transform = parser.get_parsed_content(f"{section}#preprocessing")
+            init = next((p for p in reversed(self.init_paths) if p.is_file()), None)
+            if init is not None and opts["pretrained"]:
+                state = load_checkpoint(init)
+                if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
+                    state = state["model"]
+                workflow.parser.get_parsed_content("network").load_state_dict(state)
+                logger.info("starting from %s", init)
+            else:
+                init = None
+            workflow.run()
+            workflow.finalize()
+            if not best.is_file():
+                raise RuntimeError(f"the bundle's training wrote no {best}; see the log.")
+            self.output_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.output_path.with_name(f".{self.output_path.name}.{os.getpid()}.tmp")
+            shutil.copyfile(best, tmp)
+            os.replace(tmp, self.output_path)
+        finally:
+            release_output(run_dir / "last.pt")  # also when this server process runs the next training itself
         trainer = workflow.parser.get_parsed_content("train#trainer")
         evaluator = workflow.parser.get_parsed_content("validate#evaluator")
         stats = {
