@@ -1,9 +1,11 @@
 """Extreme input values never pass a sampler silently: beyond ``max_abs_input`` (where DAS's frame features overflow
 to NaN and its top-k would return frames 0..k-1) every sampler refuses the input; up to it DAS's logits stay finite;
-complex frames are refused instead of losing their imaginary part."""
+complex frames are refused instead of losing their imaginary part; NIfTI voxels at +-3.4e38 are preprocessed like
+any other value."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,3 +65,36 @@ def test_complex_frames_are_refused(name):
     x = torch.complex(frames(1.0), frames(1.0, seed=1))
     with pytest.raises(TypeError, match="floating point tensor, got dtype torch.complex64"):
         sampler(x)
+
+
+@pytest.fixture(scope="module")
+def vessel_predictor(tmp_path_factory):
+    pytest.importorskip("nibabel")
+    from apps_testing import VESSEL_BUNDLE, build_network, save_checkpoint
+
+    from monai_das.apps.bundle_predictor import BundlePredictor
+
+    ckpt = save_checkpoint(build_network(), tmp_path_factory.mktemp("ckpt") / "model.pt")
+    return BundlePredictor(VESSEL_BUNDLE, ckpt=ckpt)
+
+
+@pytest.mark.parametrize("case", ["half at 3.4e38", "background at -3.4e38"])
+def test_extreme_voxels_are_mapped_like_any_8_bit_value(vessel_predictor, tmp_path, case):
+    """A NIfTI with half its voxels at 3.4e38 (once reported as a "constant input"), or a -3.4e38 background (once an
+    error blaming NaN made by the resize), is preprocessed like any other input: the bundle's 8-bit mapping clips it
+    into [0, 1], finite, and the image is not taken for a constant."""
+    from apps_testing import write_nifti
+
+    volume = np.random.default_rng(0).random((28, 28, 28)).astype(np.float32) * 200 + 20
+    extreme = np.zeros(volume.shape, bool)
+    if case == "half at 3.4e38":
+        extreme[:, :, :14] = True
+        volume[extreme] = 3.4e38
+    else:
+        extreme[volume < 60] = True
+        volume[extreme] = -3.4e38
+    out = vessel_predictor.prepare(write_nifti(tmp_path / "extreme.nii.gz", volume))
+    image = torch.as_tensor(out["image"])
+    assert image.shape == (1, 28, 28, 28) and bool(torch.isfinite(image).all())
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+    assert float(image.std()) > 0.1  # not a constant
