@@ -266,6 +266,10 @@ def train_config(spec: dict) -> dict:
             "pooling": "@pooling",
         },
         "network": "$@network_def.to(device=@device, memory_format=@memory_format)",
+        # saved in model.pt with the weights, so that the checkpoint alone rebuilds its network (predict, MONAI Label)
+        "network_config": {"_target_": "monai_das.handlers.NetworkConfig", "values": {
+            **{key: f"@{key}" for key in SHAPING_KEYS if key in params},
+            "backbone": "$type(@backbone).__module__ + '.' + type(@backbone).__name__"}},
         **datasets,
         "loss": {
             "_target_": "torch.nn.CrossEntropyLoss",
@@ -356,7 +360,8 @@ def train_config(spec: dict) -> dict:
             ],
             # every rank tracks the best score (the resumable state is then the same everywhere), rank 0 writes
             "best_saver": {"_target_": "monai_das.handlers.AtomicCheckpointSaver", "save_dir": "@output_dir",
-                           "save_dict": {"model": "@network"}, "save_key_metric": True,
+                           "save_dict": {"model": "@network", "network_config": "@network_config"},
+                           "save_key_metric": True,
                            "key_metric_filename": "model.pt", "key_metric_name": "@checkpoint_metric",
                            "key_metric_negative_sign": "$'loss' in @checkpoint_metric"},
             "early_stop": {"_target_": "EarlyStopHandler", "trainer": None, "patience": "@early_stop_patience",
@@ -413,6 +418,9 @@ def evaluate_config(spec: dict) -> dict:
     }
 
 
+#: the options saved with the weights in model.pt (monai_das.handlers.NetworkConfig), with the backbone's class
+SHAPING_KEYS = ("sampler_name", "image_size", "target", "num_frames", "frame_size", "sampling_ratio", "pooling",
+                "in_channels", "class_names")
 #: train.json keys that shape the network: inference.json repeats them, as it runs alone (model-zoo style)
 NETWORK_KEYS = ("image_size", "target", "sampler_name", "num_classes", "class_names", "in_channels", "num_frames", "frame_size",
                 "sampling_ratio", "num_samples", "pooling", "seed", "sampler", "backbone", "memory_format",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_das.handlers import load_checkpoint
+from monai_das.handlers import load_checkpoint, split_checkpoint
 
 __all__ = ["Prediction", "BundlePredictor", "bundle_parser", "file_sha256"]
 
@@ -96,8 +96,9 @@ class BundlePredictor:
 
     Args:
         bundle: the bundle folder.
-        ckpt: the checkpoint: a state dict, or ``{"model": state dict}``; default the config's ``ckpt_path``
-            (``<bundle>/outputs/model.pt``), else ``<bundle>/models/model.pt``.
+        ckpt: the checkpoint: a state dict, or ``{"model": state dict, "network_config": options}`` (what the bundles
+            save: the options that shape the network, applied here, so the checkpoint alone is enough); default the
+            config's ``ckpt_path`` (``<bundle>/outputs/model.pt``), else ``<bundle>/models/model.pt``.
         device: torch device of the network.
         overrides: values for keys of ``inference.json`` (e.g. ``{"sampler_name": "dps", "slice_plane": "coronal"}``).
 
@@ -109,7 +110,8 @@ class BundlePredictor:
 
     Raises:
         FileNotFoundError: for a missing bundle config, metadata or checkpoint.
-        ValueError: for an unknown override key or a checkpoint that does not fit the network.
+        ValueError: for an unknown override key, an override that conflicts with the checkpoint's options (naming the
+            key and both values), or a checkpoint that does not fit the network.
     """
 
     def __init__(
@@ -120,7 +122,10 @@ class BundlePredictor:
         overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.bundle = Path(bundle)
-        self.overrides = dict(overrides or {})
+        self.ckpt = self._find_checkpoint(bundle_parser(self.bundle, overrides), ckpt)
+        self.ckpt_sha256 = file_sha256(self.ckpt)
+        weights, saved = split_checkpoint(load_checkpoint(self.ckpt))
+        self.overrides = {**self._saved_options(saved, dict(overrides or {})), **dict(overrides or {})}
         parser = bundle_parser(self.bundle, self.overrides)
         self.parser = parser
         self.version = str(parser.get("_meta_", {}).get("version", ""))
@@ -130,27 +135,40 @@ class BundlePredictor:
         self.spatial_shape = (int(parser.get_parsed_content("num_frames")), size, size)
         self.preprocessing = parser.get_parsed_content("preprocessing")
         self._by_plane = {parser.get_parsed_content("slice_plane"): self.preprocessing}
-        self.ckpt = self._find_checkpoint(ckpt)
-        self.ckpt_sha256 = file_sha256(self.ckpt)
         self.device = torch.device(device)
         network = parser.get_parsed_content("network_def")
-        state = load_checkpoint(self.ckpt)
-        if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
-            state = state["model"]
+        backbone = type(network.backbone).__module__ + "." + type(network.backbone).__name__
+        if saved.get("backbone", backbone) != backbone:
+            raise ValueError(f"checkpoint '{self.ckpt}' was trained with the backbone {saved['backbone']}, but "
+                             f"{self.bundle / 'configs' / 'inference.json'} builds {backbone}.")
         try:
-            network.load_state_dict(state)
+            network.load_state_dict(weights)
         except (RuntimeError, TypeError, AttributeError) as e:
             raise ValueError(f"checkpoint '{self.ckpt}' does not fit the network of bundle '{self.bundle}' "
                              f"(sampler_name={parser.get('sampler_name', '?')}): {e}") from e
         self.network = network.to(self.device).eval()
 
-    def _find_checkpoint(self, ckpt: str | os.PathLike | None) -> Path:
+    def _saved_options(self, saved: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The checkpoint's network options that ``inference.json`` has (the backbone is compared, not set).
+
+        Raises:
+            ValueError: when an override gives another value than the checkpoint, naming the key and both values.
+        """
+        for key, value in overrides.items():
+            if key in saved and saved[key] != value:
+                raise ValueError(f"--{key} {value!r} conflicts with checkpoint '{self.ckpt}', trained with {key} = "
+                                 f"{saved[key]!r}; leave the option out (the checkpoint says it) or pass another "
+                                 "checkpoint.")
+        config = bundle_parser(self.bundle)
+        return {key: value for key, value in saved.items() if key in config and key != "backbone"}
+
+    def _find_checkpoint(self, parser: Any, ckpt: str | os.PathLike | None) -> Path:
         if ckpt is not None:
             path = Path(ckpt)
             if not path.is_file():
                 raise FileNotFoundError(f"checkpoint '{path}' not found.")
             return path
-        candidates = [Path(self.parser.get_parsed_content("ckpt_path")), self.bundle / "models" / "model.pt"]
+        candidates = [Path(parser.get_parsed_content("ckpt_path")), self.bundle / "models" / "model.pt"]
         for c in candidates:
             if c.is_file():
                 return c

@@ -1,10 +1,11 @@
 """Ignite handlers and metrics: TensorBoard logging of the sampler's decisions, balanced accuracy, quadratic-weighted
-kappa, resumable training state, safe checkpoint reading."""
+kappa, resumable training state, safe checkpoint reading, the network options saved in a checkpoint."""
 
 from __future__ import annotations
 
 from .checkpoint_loading import SafeCheckpointLoader, load_checkpoint
 from .metrics import BalancedAccuracy, QuadraticWeightedKappa, quadratic_weighted_kappa, to_class_indices
+from .network_config import NETWORK_CONFIG_KEY, NetworkConfig, split_checkpoint
 from .prediction_writer import PredictionWriter
 from .sampler_tensorboard import SamplerTensorBoardHandler, default_label_transform, unwrap_network
 from .training_state import (
@@ -18,6 +19,9 @@ from .training_state import (
 )
 
 __all__ = [
+    "NETWORK_CONFIG_KEY",
+    "NetworkConfig",
+    "split_checkpoint",
     "RESUME_CHOICES",
     "AtomicCheckpointSaver",
     "BalancedAccuracy",

@@ -254,3 +254,36 @@ def test_domain_statistics():
     grey = np.full((10, 10, 10), 128.0)
     assert domain_warning(grey, stats) == ("input unlike the training data (values in 0-255): extreme_fraction 0.000 "
                                            "(training: 1-1), foreground_fraction 1.000 (training: 0.2-0.2)")
+
+
+def test_a_size_64_checkpoint_needs_only_ckpt(tmp_path):
+    """A checkpoint as the bundles save it (``{"model", "network_config"}``) trained at ``--image_size 64``: predict
+    rebuilds its network from the checkpoint alone; an override that contradicts it names the key and both values;
+    the same weights as a plain state dict (an old checkpoint) need the override again."""
+    from monai.bundle import ConfigParser
+
+    from monai_das.apps.predict import predict
+
+    parser = ConfigParser()
+    parser.read_config(str(VESSEL_BUNDLE / "configs" / "train.json"))
+    parser.update({"bundle_root": str(VESSEL_BUNDLE), "image_size": 64, "sampler_name": "uniform"})
+    network = parser.get_parsed_content("network_def")
+    options = parser.get_parsed_content("network_config").state_dict()
+    assert options["num_frames"] == 64 == options["frame_size"] and options["sampler_name"] == "uniform"
+    assert options["backbone"] == "monai_das.networks.nets.mobilenet_v3.MobileNetV3Small"
+    ckpt = tmp_path / "model64.pt"
+    torch.save({"model": network.state_dict(), "network_config": options}, ckpt)
+    volume = write_nifti(tmp_path / "v.nii.gz", np.random.default_rng(0).random((64, 64, 64)) * 255)
+
+    (row,) = predict(VESSEL_BUNDLE, [volume], tmp_path / "r.csv", ckpt=ckpt)
+    assert row["status"] == "ok", row
+    assert len(row["picked_frames"].split()) == 32  # k = 0.5 * 64: the checkpoint's T, not the config's 28
+    with pytest.raises(ValueError, match=r"--image_size 28 conflicts with checkpoint .* image_size = 64"):
+        predict(VESSEL_BUNDLE, [volume], tmp_path / "r2.csv", ckpt=ckpt, overrides={"image_size": 28})
+    old = tmp_path / "old.pt"
+    torch.save(network.state_dict(), old)
+    with pytest.raises(ValueError, match="does not fit the network"):
+        predict(VESSEL_BUNDLE, [volume], tmp_path / "r3.csv", ckpt=old)
+    (row,) = predict(VESSEL_BUNDLE, [volume], tmp_path / "r4.csv", ckpt=old,
+                     overrides={"image_size": 64, "sampler_name": "uniform"})
+    assert row["status"] == "ok" and len(row["picked_frames"].split()) == 32

@@ -217,6 +217,9 @@ def test_train_evaluate_infer(name, bundle_data, tmp_path, restore_torch_state):
     for key in ("test_auc", "test_balanced_accuracy", "test_accuracy"):
         assert 0.0 <= metrics[key] <= 1.0, f"{key} = {metrics.get(key)}"
     assert math.isfinite(metrics["test_loss"]) and metrics["test_loss"] >= 0.0, metrics
+    # model.pt carries the options that shape its network (monai-das predict needs only --ckpt)
+    saved = torch.load(out / "model.pt", map_location="cpu", weights_only=True)["network_config"]
+    assert saved["num_frames"] == frames and saved["sampler_name"] == "das" and saved["class_names"] == class_names(name)
 
     check_predictions(out / "predictions.csv", class_names(name), num_test_inputs(name, bundle_data), frames, k)
 
