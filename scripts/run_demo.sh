@@ -13,7 +13,7 @@ run() {
   python -m monai.bundle run --config_file "$1" --bundle_root "$bundle" --output_dir "$out" \
     --meta_file "$bundle/configs/metadata.json" --logging_file "$bundle/configs/logging.conf" "${@:2}"
 }
-run "$bundle/configs/train.json" "$@"
+run "$bundle/configs/train.json" --resume auto "$@"  # a rerun continues (or keeps) the finished model
 run "['$bundle/configs/train.json','$bundle/configs/evaluate.json']" "$@"
 # inference reads files, as in a hospital: 256 new synthetic sequences in the MedMNIST npz layout (its test split)
 mkdir -p "$out/inputs"

@@ -24,6 +24,7 @@ from torch import nn
 
 from monai_das.benchmarks.accuracy import append_row, read_rows
 from monai_das.data import evidence_hit_rate, make_synthetic_sequences
+from monai_das.engines import recalibrate_batchnorm
 from monai_das.networks.nets import SubsampledClassifier, get_sampler, samples_for_ratio
 
 __all__ = ["small_backbone", "train_and_test", "synthetic_split", "main"]
@@ -47,9 +48,14 @@ def synthetic_split(num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Te
 
 
 def train_and_test(
-    sampler_name: str, num_samples: int, train: tuple, test: tuple, epochs: int = 14, seed: int = 0
+    sampler_name: str, num_samples: int, train: tuple, test: tuple, epochs: int = 14, seed: int = 0,
+    recalibrate_bn: bool = False,
 ) -> tuple[float, float]:
-    """Train ``SubsampledClassifier(sampler, small_backbone())`` and return (test accuracy, evidence hit rate)."""
+    """Train ``SubsampledClassifier(sampler, small_backbone())`` and return (test accuracy, evidence hit rate).
+
+    With ``recalibrate_bn`` the backbone's BatchNorm statistics are re-estimated on the eval-mode picks of the
+    training inputs before testing (:py:func:`monai_das.engines.recalibrate_batchnorm`).
+    """
     (x_train, y_train, _), (x_test, y_test, evidence_test) = train, test
     torch.manual_seed(seed)
     sampler = get_sampler(sampler_name, num_samples, num_frames=NUM_FRAMES, seed=seed)
@@ -62,6 +68,8 @@ def train_and_test(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+    if recalibrate_bn:
+        recalibrate_batchnorm(net, x_train)
     net.eval()
     with torch.no_grad():
         accuracy = (net(x_test).argmax(1) == y_test).float().mean().item()

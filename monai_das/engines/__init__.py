@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .batchnorm_recalibration import recalibrate_batchnorm
 from .class_balance import balanced_sampler_weights, class_weights
 from .distributed import teardown_distributed
 from .staged_sampler_training import train_sampler_staged
@@ -27,6 +28,7 @@ __all__ = [
     "loss_weights",
     "metric_score",
     "probabilities_and_labels",
+    "recalibrate_batchnorm",
     "teardown_distributed",
     "train_sampler_staged",
 ]

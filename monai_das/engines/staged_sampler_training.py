@@ -148,7 +148,7 @@ def train_sampler_staged(
     epochs: int = 30,
     learning_rate: float = 1e-3,
     sampler_lr_scale: float = 1.0,
-    rank_weight: float = 1.0,
+    rank_weight: float = 0.3,
     rank_temperature: float = 0.5,
     batch_size: int = 32,
     device: Any = "cpu",
@@ -157,6 +157,7 @@ def train_sampler_staged(
     finetune_epochs: int = 0,
     finetune_learning_rate: float = 1e-4,
     feature_cache: str | os.PathLike | None = None,
+    network_config: Any = None,
 ) -> dict[str, list[float]]:
     """Stages 1-3 of the recipe (module docstring) on ``network`` (a :py:class:`SubsampledClassifier` with a 2D
     backbone and mean pooling), saving the best state (validation AUC, eval-mode picks) to ``output_path``.
@@ -170,7 +171,10 @@ def train_sampler_staged(
         epochs: passes over the cached training features.
         learning_rate: the head's learning rate (Adam).
         sampler_lr_scale: the sampler's learning rate is this times ``learning_rate``; 0 leaves it untrained.
-        rank_weight: weight of the teacher ranking term (0 disables it; samplers without logits have none).
+        rank_weight: weight of the teacher ranking term (0 disables it; samplers without logits have none). 0.3 by
+            default: on VesselMNIST3D at k = 4 of 28 (validation AUC, one teacher), weight 1 held the picks on
+            near-empty slices for most epochs (best 0.685), 0.3 reached 0.797 and 0.1 0.773, against 0.693 for
+            uniform picks; on AdrenalMNIST3D weights 1 and 0.1 reached 0.750 and 0.752.
         rank_temperature: temperature of the teacher's frame distribution.
         batch_size: inputs per step.
         device: where to train.
@@ -183,6 +187,9 @@ def train_sampler_staged(
         finetune_learning_rate: the learning rate of the fine-tuning.
         feature_cache: a file that keeps the cached features of this teacher, so that the other samplers and
             budgets trained on it skip stage 2 (reused only when the teacher's sha256 and the dataset sizes match).
+        network_config: an object with ``state_dict()`` (the bundles' ``NetworkConfig``) saved next to the weights
+            as ``{"model": ..., "network_config": ...}``, as the bundles' best checkpoints are; ``None`` saves the
+            plain state dict.
 
     Returns:
         ``{"loss": [...], "val_auc": [...]}`` per epoch of stage 3, and with ``finetune_epochs`` also
@@ -260,7 +267,9 @@ def train_sampler_staged(
             best_auc, best_state = auc, copy.deepcopy(network.state_dict())
         network.load_state_dict(best_state)
     network.eval()
-    atomic_torch_save(best_state, output_path)
+    checkpoint = best_state if network_config is None else {"model": best_state,
+                                                            "network_config": network_config.state_dict()}
+    atomic_torch_save(checkpoint, output_path)
     logger.info("staged: best val AUC %.4f, saved %s", best_auc, output_path)
     return history
 
