@@ -112,3 +112,29 @@ def test_ratio_sweep_measures_full_once_and_checks_targets_at_half(tmp_path):
     assert float(by[("das", 2)]["gflops"]) < float(by[("das", 4)]["gflops"]) < float(by[("full", 8)]["gflops"])
     targets = efficiency.targets_lines(merge_rows([], rows))
     assert len(targets) == 1 and "T=8, batch 1" in targets[0]
+
+
+def test_trace_mode_is_measured():
+    row = measure_config("das", 8, 1, repeats=2, warmup=1, time_budget=None, trace=True)
+    assert row["mode"] == "trace" and row["note"] == ""
+    assert float(row["latency_ms_median"]) > 0 and 0 < float(row["sampler_share"]) < 1
+
+
+def test_targets_depend_on_the_batch_and_loaded_rows_are_marked(tiny_run, tmp_path):
+    _, _, _, rows = tiny_run
+    full, das, adps = (dict(rows[m]) for m in ("full", "das", "adps"))
+    for row in (full, das, adps):
+        row["other_runnable"] = "0"
+    full["latency_ms_median"], das["latency_ms_median"], das["sampler_ms_median"] = "17", "10", "0.4"  # 1.7x
+    das["sampler_share"] = "0.04"
+    adps["sampler_ms_median"] = "1.0"  # DAS / A-DPS sampler time 0.4
+    batch1 = efficiency.targets_lines(merge_rows([], [full, das, adps]))
+    assert "1.70x (met, target >= 1.6x)" in batch1[0] and "4.0% (met, target <= 5%)" in batch1[0]
+    assert "0.40 (missed, target <= 0.33)" in batch1[0] and "loaded" not in batch1[0]
+    big = [dict(r, batch="64", other_runnable="2.5") for r in (full, das, adps)]
+    merged = merge_rows([], big)
+    (line,) = efficiency.targets_lines(merged)
+    assert "1.70x (missed, target >= 1.8x)" in line and "4.0% (missed, target <= 3%)" in line
+    assert line.endswith("measured on a loaded machine (2.5 other runnable threads).")
+    write_markdown(merged, tmp_path / "e.md")
+    assert "| loaded machine (2.5 runnable) |" in (tmp_path / "e.md").read_text()

@@ -24,8 +24,9 @@ __all__ = ["main", "run_benchmark"]
 def run_benchmark(frames: list[int], batches: list[int], methods: list[str], device: str = "cpu", repeats: int = 30,
                   warmup: int = 3, compile: bool = False, results_dir: Path | str = REPO / "benchmarks" / "results",
                   command: str = "", isolate: bool = True, time_budget: float | None = 10.0,
-                  threads: int = 0, verbose: bool = True, ratios: tuple[float, ...] = (0.5,)) -> list[dict]:
-    """Measure every (T, batch, method[, compiled]) configuration and write ``efficiency.csv`` / ``efficiency.md``.
+                  threads: int = 0, verbose: bool = True, ratios: tuple[float, ...] = (0.5,),
+                  trace: bool = False) -> list[dict]:
+    """Measure every (T, batch, method[, compiled, traced]) configuration; write ``efficiency.csv`` and ``.md``.
 
     Returns the rows measured now (the files hold these plus the kept rows of other configurations).
     """
@@ -40,13 +41,14 @@ def run_benchmark(frames: list[int], batches: list[int], methods: list[str], dev
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     old = read_rows(csv_path)
     measured: list[dict] = []
-    modes = [False, True] if compile else [False]
+    modes = ["eager"] + (["compile"] if compile else []) + (["trace"] if trace else [])
     for t in frames:
         for b in batches:
-            for compiled in modes:
+            for mode in modes:
                 start = time.time()
                 # full keeps every frame whatever the ratio: measured once
-                specs = [{"method": m, "frames": t, "batch": b, "device": device, "compile": compiled,
+                specs = [{"method": m, "frames": t, "batch": b, "device": device,
+                          "compile": mode == "compile", "trace": mode == "trace",
                           "threads": threads, "ratio": r} for r in ratios for m in methods
                          if m != "full" or r == ratios[0]]
                 benches = [SubprocessBench(**spec) if isolate else ConfigBench(**spec) for spec in specs]
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.5],
                         help="fractions k/T of the frames kept (the targets are checked at 0.5)")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd models")
+    parser.add_argument("--trace", action="store_true", help="also measure torch.jit.trace'd models")
     parser.add_argument("--time-budget", type=float, default=10.0,
                         help=f"seconds for the timed passes of one configuration; fewer repeats (>= {MIN_REPEATS}) "
                              "when --repeats would take longer; 0 disables")
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m monai_das.benchmarks.efficiency " + shlex.join(argv if argv is not None else sys.argv[1:])
     run_benchmark(args.frames, args.batch, args.methods, args.device, args.repeats, args.warmup, args.compile,
                   args.results_dir, command.strip(), isolate=not args.in_process,
-                  time_budget=args.time_budget or None, threads=args.threads, ratios=tuple(args.ratios))
+                  time_budget=args.time_budget or None, threads=args.threads, ratios=tuple(args.ratios),
+                  trace=args.trace)
     print(f"wrote {Path(args.results_dir) / 'efficiency.csv'} and {Path(args.results_dir) / 'efficiency.md'}")
     return 0
 

@@ -204,7 +204,9 @@ def build_model(method: str, frames: int, ratio: float = 0.5):
     return model.to(memory_format=torch.channels_last)
 
 
-def mode_name(device: str, compile: bool) -> str:
+def mode_name(device: str, compile: bool, trace: bool = False) -> str:
+    if trace:
+        return "trace"
     return ("compile:reduce-overhead" if device.startswith("cuda") else "compile:default") if compile else "eager"
 
 
@@ -218,11 +220,12 @@ class ConfigBench:
 
     With ``compile=True`` the model and the sampler are ``torch.compile``'d (``mode="reduce-overhead"``, i.e. CUDA
     graphs, on CUDA; the default mode elsewhere); a failure is kept in ``self.failed`` as ``compile failed: <reason>``.
-    ``threads > 0`` sets ``torch.set_num_threads`` first.
+    With ``trace=True`` they are ``torch.jit.trace``'d under ``torch.no_grad`` (as MONAI's ``ckpt_export`` exports
+    them); a failure is kept as ``trace failed: <reason>``. ``threads > 0`` sets ``torch.set_num_threads`` first.
     """
 
     def __init__(self, method: str, frames: int, batch: int, device: str = "cpu", compile: bool = False,
-                 seed: int = 0, threads: int = 0, ratio: float = 0.5) -> None:
+                 seed: int = 0, threads: int = 0, ratio: float = 0.5, trace: bool = False) -> None:
         import torch
 
         if threads > 0:
@@ -231,7 +234,8 @@ class ConfigBench:
         self.failed = ""
         self.notes: list[str] = []
         self.row: dict = {k: "" for k in FIELDS}
-        self.row.update(device=torch.device(device).type, device_name=device_name(device), mode=mode_name(device, compile),
+        self.row.update(device=torch.device(device).type, device_name=device_name(device),
+                        mode=mode_name(device, compile, trace),
                         frames=frames, batch=batch, k=frames_kept(method, frames, ratio),
                         method=method, threads=torch.get_num_threads())
         torch.manual_seed(seed)
@@ -243,6 +247,8 @@ class ConfigBench:
             "forward": lambda: model(x), "sampler": lambda: model.sampler(x)}
         if compile:
             self._compile(torch)
+        elif trace:
+            self._trace(torch)
         self.memory = PeakMemory(device)
         self.started = False
 
@@ -267,6 +273,17 @@ class ConfigBench:
                         return
                     self.notes.append(f"sampler compile failed: {short_error(e)}")
                     self.calls[what] = None
+
+    def _trace(self, torch) -> None:
+        x = self.x
+        try:
+            with torch.no_grad():
+                model = torch.jit.trace(self.model, x, check_trace=False)
+                sampler = torch.jit.trace(self.model.sampler, x, check_trace=False, strict=False)
+        except Exception as e:  # noqa: BLE001 - a tracing failure is a result to report
+            self.failed = f"trace failed: {short_error(e)}"
+            return
+        self.calls.update(forward=lambda: model(x), sampler=lambda: sampler(x))
 
     def run(self, what: str, n: int) -> list[float]:
         """Seconds of ``n`` calls of ``"forward"`` or ``"sampler"`` (empty when that call is unavailable)."""
@@ -363,11 +380,11 @@ def measure_group(benches: list, repeats: int = 30, warmup: int = 3, time_budget
 
 def measure_config(method: str, frames: int, batch: int, device: str = "cpu", repeats: int = 30, warmup: int = 3,
                    compile: bool = False, time_budget: float | None = 10.0, seed: int = 0, threads: int = 0,
-                   ratio: float = 0.5) -> dict:
+                   ratio: float = 0.5, trace: bool = False) -> dict:
     """Measure one (method, T, batch) configuration in this process; returns one row (metrics as floats).
 
     See :py:class:`ConfigBench` (memory, FLOPs, compilation) and :py:func:`measure_group` (timing).
     """
-    bench = ConfigBench(method, frames, batch, device, compile, seed, threads, ratio)
+    bench = ConfigBench(method, frames, batch, device, compile, seed, threads, ratio, trace)
     return measure_group([bench], repeats, warmup, time_budget)[0]
 

@@ -11,10 +11,19 @@ import numpy as np
 from monai_das.benchmarks.efficiency.measure import frames_kept
 from monai_das.benchmarks.efficiency.rows import num, same_k_adps, setting
 
-__all__ = ["TARGETS", "fmt", "targets_lines", "write_markdown"]
+__all__ = ["TARGETS", "batch_targets", "fmt", "targets_lines", "write_markdown"]
 
-#: targets of the DAS sampler at k = T/2, checked in the Markdown summary
-TARGETS = {"speedup": 1.8, "sampler_share": 0.05, "das_vs_adps": 1.0}
+#: targets of the DAS sampler at k = T/2 (issue 17): the end-to-end speed-up vs full (>=) and the sampler's share of
+#: the forward (<=), each at batch 1 and at larger batches (measured at 64); the DAS / A-DPS sampler time (<=)
+TARGETS = {"speedup": (1.6, 1.8), "sampler_share": (0.05, 0.03), "das_vs_adps": 1 / 3}
+#: other processes' mean runnable threads from which a row counts as measured on a loaded machine
+LOADED = 0.5
+
+
+def batch_targets(batch: int) -> tuple[float, float]:
+    """``(speed-up, sampler share)`` targets at ``batch``: the batch-1 targets, or those of larger batches."""
+    i = 0 if int(batch) == 1 else 1
+    return TARGETS["speedup"][i], TARGETS["sampler_share"][i]
 
 
 
@@ -39,27 +48,37 @@ def targets_lines(rows: list[dict]) -> list[str]:
             continue
         where = (f"{row['device']} ({row['device_name']}), {row['mode']}, {row['threads']} thread(s), "
                  f"T={row['frames']}, batch {row['batch']}")
-        if row.get("note", "").startswith(("compile failed", "failed")):
+        if row.get("note", "").startswith(("compile failed", "trace failed", "failed")):
             lines.append(f"- {where}: not measured ({row['note']}).")
             continue
         speedup, share, ratio = (num(row[k]) for k in ("speedup_vs_full", "sampler_share", "sampler_time_vs_adps"))
+        speedup_target, share_target = batch_targets(row["batch"])
         parts = [
             "speed-up vs full " + ("n/a (no full row)" if math.isnan(speedup) else
-                                   f"{speedup:.2f}x ({_status(speedup >= TARGETS['speedup'])}, "
-                                   f"target >= {TARGETS['speedup']}x)"),
+                                   f"{speedup:.2f}x ({_status(speedup >= speedup_target)}, "
+                                   f"target >= {speedup_target}x)"),
             "sampler share " + ("n/a" if math.isnan(share) else
-                                f"{100 * share:.1f}% ({_status(share <= TARGETS['sampler_share'])}, "
-                                f"target <= {100 * TARGETS['sampler_share']:.0f}%)"),
+                                f"{100 * share:.1f}% ({_status(share <= share_target)}, "
+                                f"target <= {100 * share_target:.0f}%)"),
             "DAS/ADPS sampler time " + ("n/a (no adps row)" if math.isnan(ratio) else
-                                        f"{ratio:.2f} ({_status(ratio < TARGETS['das_vs_adps'])}, "
-                                        f"target < {TARGETS['das_vs_adps']:.0f})"),
+                                        f"{ratio:.2f} ({_status(ratio <= TARGETS['das_vs_adps'])}, "
+                                        f"target <= {TARGETS['das_vs_adps']:.2f})"),
         ]
         adps = same_k_adps(row, [r for r in rows if setting(r) == setting(row)])
         if adps and num(adps["sampler_mflops"]) > 0:
             flops_ratio = num(row["sampler_mflops"]) / num(adps["sampler_mflops"])
             parts.append(f"DAS/ADPS sampler counted FLOPs {flops_ratio:.2f}")
+        if num(row.get("other_runnable")) >= LOADED:
+            parts.append(f"measured on a loaded machine ({fmt(row['other_runnable'])} other runnable threads)")
         lines.append(f"- {where}: " + "; ".join(parts) + ".")
     return lines
+
+
+def _row_note(row: dict) -> str:
+    """The row's note, with ``loaded machine (N runnable)`` first when other processes kept the CPUs busy."""
+    loaded = num(row.get("other_runnable")) >= LOADED
+    return "; ".join(([f"loaded machine ({fmt(row['other_runnable'])} runnable)"] if loaded else []) +
+                     ([row["note"]] if row.get("note") else []))
 
 
 def _load_note(rows: list[dict]) -> str:
@@ -67,7 +86,7 @@ def _load_note(rows: list[dict]) -> str:
     if not runnable:
         return "load not recorded"
     mean, peak = float(np.mean(runnable)), float(np.max(runnable))
-    verdict = "**the machine was loaded** during the measurement" if mean >= 0.5 else "the machine was not loaded"
+    verdict = "**the machine was loaded** during the measurement" if mean >= LOADED else "the machine was not loaded"
     return (f"{verdict}: other processes' runnable threads, sampled every timing round, mean {mean:.2f}, "
             f"max {peak:.1f} (on {rows[0]['cpu_count']} CPUs)")
 
@@ -105,12 +124,15 @@ def write_markdown(rows: list[dict], path: Path) -> None:
                 f"| {fmt(r['speedup_vs_full'])} | {fmt(r['sampler_ms_median'])} ({fmt(r['sampler_ms_iqr'], 2)}) "
                 f"| {'' if math.isnan(share) else f'{100 * share:.1f}%'} | {fmt(r['sampler_time_vs_adps'])} "
                 f"| {fmt(r['gflops'])} | {fmt(r['sampler_mflops'])} | {fmt(r['peak_mem_mib'])} | {r['repeats']} "
-                f"| {r['note']} |")
+                f"| {_row_note(r)} |")
         lines.append("")
     lines += ["## Targets (DAS at k = T/2)", "",
-              f"End-to-end speed-up vs the full sequence >= {TARGETS['speedup']}x; sampler share of the forward time "
-              f"<= {100 * TARGETS['sampler_share']:.0f}%; DAS sampler time / A-DPS sampler time < 1 (the brief gives "
-              "no threshold for this ratio; DAS being the cheaper sampler is the claim checked here).", ""]
+              f"End-to-end speed-up vs the full sequence >= {TARGETS['speedup'][0]}x at batch 1 and >= "
+              f"{TARGETS['speedup'][1]}x at larger batches; sampler share of the forward time <= "
+              f"{100 * TARGETS['sampler_share'][0]:.0f}% at batch 1 and <= {100 * TARGETS['sampler_share'][1]:.0f}% "
+              f"at larger batches; DAS sampler time <= {TARGETS['das_vs_adps']:.2f} of the A-DPS sampler's. Rows "
+              f"taken while other processes kept >= {LOADED} threads runnable are marked as measured on a loaded "
+              "machine (column note and the lines below).", ""]
     lines += targets_lines(rows) or ["- no DAS rows."]
     lines += ["", "## Method", "",
               "- Model: `SubsampledClassifier(get_sampler(method, k, num_frames=T), MobileNetV3Small(1, 0), 2)`, "
@@ -157,6 +179,9 @@ def write_markdown(rows: list[dict], path: Path) -> None:
               "processes are idle or excluded at that moment), sampled at the start of every round; the load average "
               "is not used for the verdict because it includes this benchmark's own threads.",
               "- `--compile`: `torch.compile` of the model and of the sampler, `mode=\"reduce-overhead\"` (CUDA "
-              "graphs) on CUDA, default mode on CPU; FLOPs are those of the eager model.", ""]
+              "graphs) on CUDA, default mode on CPU; FLOPs are those of the eager model.",
+              "- `--trace`: `torch.jit.trace` of the model and of the sampler under `torch.no_grad` (how `ckpt_export` "
+              "exports them; a traced DAS runs its k-step straight-through loop, unrolled, not the eager inference "
+              "path).", ""]
     path.write_text("\n".join(lines))
 

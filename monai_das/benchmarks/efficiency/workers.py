@@ -121,7 +121,8 @@ def failed_row(spec: dict, note: str) -> dict:
 
     row.update(device=device.split(":")[0], device_name=device_name(device), frames=spec["frames"],
                batch=spec["batch"], method=spec["method"], note=note.replace("|", "/").replace(",", ";"),
-               mode=mode_name(device, bool(spec.get("compile"))), threads=spec.get("threads") or torch.get_num_threads())
+               mode=mode_name(device, bool(spec.get("compile")), bool(spec.get("trace"))),
+               threads=spec.get("threads") or torch.get_num_threads())
     for name in METRIC_FIELDS:
         row[name] = float("nan")
     return row
