@@ -12,7 +12,7 @@ from . import networks, transforms
 # subpackages with optional dependencies (ignite, tensorboard, av, medmnist) load on first use, so that
 # ``import monai_das`` needs only monai, torch and numpy, and ``monai_das.handlers`` works after ``import monai_das``
 # (as bundle configs write it)
-_LAZY_SUBPACKAGES = ("apps", "data", "engines", "handlers", "visualize")
+_LAZY_SUBPACKAGES = ("apps", "data", "engines", "handlers", "utils", "visualize")
 
 __all__ = ["networks", "transforms", "__version__", *_LAZY_SUBPACKAGES]
 

@@ -670,8 +670,7 @@ MEDMNIST_NOTE = ("`--dataset_dir` holds the official `{flag}.npz` (or `{flag}_64
 
 def results_section(name: str) -> str:
     """The bundle's rows of benchmarks/results/accuracy.csv as a Markdown table (mean +- std over seeds)."""
-    short = {"vesselmnist3d": "vessel", "adrenalmnist3d": "adrenal", "organmnist3d": "organ", "nodulemnist3d": "nodule",
-             "fracturemnist3d": "fracture", "synapsemnist3d": "synapse"}.get(name, name)
+    short = name.removesuffix("mnist3d")  # the dataset names of benchmarks/accuracy.py: vessel, adrenal, ...
     path = ROOT / "benchmarks" / "results" / "accuracy.csv"
     rows = []
     if path.exists():

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from monai.utils import look_up_option, optional_import
 
+from .npz_dataset import NPZ_SPLITS
 from .sequence_readers import DEFAULT_MAX_VOXELS, check_size
 
 pydicom, has_pydicom = optional_import("pydicom")
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 DICOM_SUFFIXES = (".dcm", ".dicom")
-INPUT_SPLITS = ("train", "val", "test")
+INPUT_SPLITS = NPZ_SPLITS  # the splits an npz input is read from
 
 
 @dataclass

@@ -11,7 +11,6 @@ import csv
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from monai.transforms import apply_transform
 from torch.utils.data import Dataset
 
 from monai_das.data.indexing import resolve_index
+from monai_das.utils.atomic_file import atomic_write
 
 __all__ = [
     "read_manifest",
@@ -546,14 +546,8 @@ class VideoManifestDataset(Dataset):
                 pass  # unreadable cache entry (e.g. interrupted write): decode again and replace it
         img = self._decode(path)
         quant = torch.round(img * 255.0).clamp_(0, 255).to(torch.uint8)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".dascache.npy", dir=self.cache_dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, quant.numpy(), allow_pickle=False)
-            os.replace(tmp, cache)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_write(cache, "wb") as f:
+            np.save(f, quant.numpy(), allow_pickle=False)
         return img
 
     def __getitem__(self, index: int) -> Any:

@@ -9,6 +9,8 @@ from typing import Union
 import numpy as np
 import torch
 
+from monai_das.utils.class_indices import to_class_indices
+
 __all__ = ["class_weights", "balanced_sampler_weights"]
 
 logger = logging.getLogger(__name__)
@@ -18,21 +20,12 @@ LabelsLike = Union[Sequence, np.ndarray, torch.Tensor]
 
 def _class_indices(labels: LabelsLike, num_classes: int | None = None) -> np.ndarray:
     """Labels (class indices ``(N,)``/``(N, 1)`` or one-hot ``(N, C)``) as an int64 ``(N,)`` array, checked."""
-    if isinstance(labels, torch.Tensor):
-        arr = labels.detach().cpu().numpy()
-    else:
-        try:
-            arr = np.asarray([np.asarray(v).reshape(-1) for v in labels]) if len(labels) else np.zeros(0)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"labels must be a sequence of class indices or one-hot rows, got {labels!r}.") from e
-    if arr.ndim == 2 and arr.shape[1] > 1:
-        arr = arr.argmax(axis=1)  # one-hot (or probability) rows
-    arr = arr.reshape(-1)
+    try:
+        arr = to_class_indices(labels, name="labels").numpy()
+    except (TypeError, RuntimeError) as e:  # not numbers, or rows of different lengths
+        raise TypeError(f"labels must be a sequence of class indices or one-hot rows, got {labels!r}.") from e
     if arr.size == 0:
         raise ValueError("labels must not be empty.")
-    if not np.all(np.isfinite(arr.astype(np.float64))) or not np.all(arr == np.round(arr)):
-        raise ValueError(f"labels must be whole class indices, got values such as {arr[:5].tolist()}.")
-    arr = arr.astype(np.int64)
     if arr.min() < 0 or (num_classes is not None and arr.max() >= num_classes):
         upper = "" if num_classes is None else f", {num_classes}"
         raise ValueError(f"labels must lie in [0{upper}), got min {arr.min()} and max {arr.max()}.")

@@ -3,11 +3,14 @@ kappa, resumable training state, safe checkpoint reading, the network options sa
 
 from __future__ import annotations
 
+from monai_das.networks.utils import unwrap_network
+from monai_das.utils.class_indices import to_class_indices
+
 from .checkpoint_loading import SafeCheckpointLoader, load_checkpoint
-from .metrics import BalancedAccuracy, QuadraticWeightedKappa, quadratic_weighted_kappa, to_class_indices
+from .metrics import BalancedAccuracy, QuadraticWeightedKappa, quadratic_weighted_kappa
 from .network_config import NETWORK_CONFIG_KEY, NetworkConfig, split_checkpoint
 from .prediction_writer import PredictionWriter
-from .sampler_tensorboard import SamplerTensorBoardHandler, default_label_transform, unwrap_network
+from .sampler_tensorboard import SamplerTensorBoardHandler, default_label_transform
 from .training_state import (
     RESUME_CHOICES,
     AtomicCheckpointSaver,

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.utils import IgniteInfo, min_version, optional_import
+from monai.utils import IgniteInfo, evenly_divisible_all_gather, min_version, optional_import
+
+from monai_das.utils.class_indices import to_class_indices
 
 balanced_accuracy_score, _has_sklearn = optional_import("sklearn.metrics", name="balanced_accuracy_score")
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
@@ -23,36 +25,7 @@ else:
         "ignite.metrics.metric", IgniteInfo.OPT_IMPORT_VERSION, min_version, "reinit__is_reduced", as_type="decorator"
     )
 
-__all__ = ["BalancedAccuracy", "QuadraticWeightedKappa", "quadratic_weighted_kappa", "to_class_indices"]
-
-
-def to_class_indices(x: Any, threshold: float | None = None, name: str = "y") -> torch.Tensor:
-    """Class indices ``(B,)`` from a batch of predictions or labels.
-
-    - ``(B, C)`` with ``C > 1`` (one-hot labels, probabilities or logits): ``argmax`` over ``C``;
-    - ``(B,)``, ``(B, 1)`` or a 0-d tensor: with ``threshold`` ``None`` the values are taken as class indices,
-      otherwise as binary scores, class ``1`` where ``value > threshold``;
-    - a list/tuple of channel-first tensors or numbers (a decollated batch) is stacked first.
-
-    Raises:
-        ValueError: for more than two dimensions after stacking, or non-integer values read as indices.
-    """
-    if isinstance(x, (list, tuple)):
-        x = torch.stack([torch.as_tensor(v).reshape(-1) for v in x]) if len(x) else torch.zeros(0, dtype=torch.long)
-    x = torch.as_tensor(x).detach().cpu()
-    if x.ndim == 0:
-        x = x.reshape(1)
-    if x.ndim == 2 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim == 2:
-        return x.argmax(dim=1).long()
-    if x.ndim != 1:
-        raise ValueError(f"{name} must be (B,), (B, 1) or (B, C), got shape {tuple(x.shape)}.")
-    if threshold is not None:
-        return (x.float() > threshold).long()
-    if x.is_floating_point() and not torch.equal(x, x.round()):
-        raise ValueError(f"{name} read as class indices must hold whole numbers, got {x[:5].tolist()}.")
-    return x.long()
+__all__ = ["BalancedAccuracy", "QuadraticWeightedKappa", "quadratic_weighted_kappa"]
 
 
 def quadratic_weighted_kappa(y_true: Any, y_pred: Any, num_classes: int) -> float:
@@ -127,14 +100,7 @@ class _EpochClassIndexMetric(Metric):
     @staticmethod
     def _gather(values: torch.Tensor) -> torch.Tensor:
         """Concatenate ``values`` from every process (they may hold different numbers of samples)."""
-        if idist.get_world_size() <= 1:
-            return values
-        sizes = idist.all_gather(torch.tensor([values.numel()], device=idist.device()))
-        longest = int(sizes.max())
-        padded = torch.full((longest,), -1, dtype=torch.long, device=idist.device())
-        padded[: values.numel()] = values.to(idist.device())
-        gathered = idist.all_gather(padded).reshape(-1, longest).cpu()
-        return torch.cat([row[: int(n)] for row, n in zip(gathered, sizes.cpu())])
+        return evenly_divisible_all_gather(values.to(idist.device()), concat=True).cpu()
 
     def score(self, targets: np.ndarray, preds: np.ndarray) -> float:
         raise NotImplementedError

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
+
+from monai_das.networks.utils import unwrap_network
+from monai_das.utils.atomic_file import atomic_write
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -17,10 +19,6 @@ else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator")
 
 __all__ = ["PredictionWriter"]
-
-
-def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    return network.module if hasattr(network, "module") else network
 
 
 class PredictionWriter:
@@ -87,7 +85,7 @@ class PredictionWriter:
         return str(position)
 
     def __call__(self, engine: Engine) -> None:
-        sampled = _unwrap(self.network).last_sampler_output
+        sampled = unwrap_network(self.network).last_sampler_output
         if sampled is None:
             raise RuntimeError("PredictionWriter: the network has no last_sampler_output; is it a SubsampledClassifier?")
         outputs = engine.state.output
@@ -111,13 +109,9 @@ class PredictionWriter:
 
     def write(self, engine: Engine | None = None) -> None:
         """Write the rows collected in this run to ``output_path``."""
-        folder = os.path.dirname(os.path.abspath(self.output_path))
-        os.makedirs(folder, exist_ok=True)
-        tmp = self.output_path + ".tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_write(self.output_path, newline="") as f:
             writer = csv.writer(f)
             writer.writerow(
                 ["id", *(["label"] if self.label_key else []), "predicted_class", "predicted_label"] + [f"prob_{c}" for c in self.class_names] + ["picked_frames"]
             )
             writer.writerows(self.rows)
-        os.replace(tmp, self.output_path)

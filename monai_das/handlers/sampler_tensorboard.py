@@ -13,7 +13,8 @@ from monai.handlers.tensorboard_handlers import TensorBoardHandler
 from monai.utils import CommonKeys, IgniteInfo, look_up_option, min_version, optional_import
 from torch import nn
 
-from monai_das.handlers.metrics import to_class_indices
+from monai_das.networks.utils import unwrap_network
+from monai_das.utils.class_indices import to_class_indices
 from monai_das.visualize.sampling_plots import frames_montage, sampling_matrix_image, soft_entropy, stack_images
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -28,23 +29,9 @@ else:
     SummaryWriter, _ = optional_import("torch.utils.tensorboard", name="SummaryWriter")
     SummaryWriterX, _ = optional_import("tensorboardX", name="SummaryWriter")
 
-__all__ = ["SamplerTensorBoardHandler", "unwrap_network"]
+__all__ = ["SamplerTensorBoardHandler"]
 
 LABEL_SOURCES = ("batch", "output")
-
-
-def unwrap_network(network: nn.Module) -> nn.Module:
-    """The module that owns ``last_sampler_output``: strips ``DistributedDataParallel``/``DataParallel``
-    (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
-    net = network
-    for _ in range(8):  # wrappers nest at most a few levels deep
-        if isinstance(net, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            net = net.module
-        elif isinstance(getattr(net, "_orig_mod", None), nn.Module):
-            net = net._orig_mod
-        else:
-            break
-    return net
 
 
 def default_label_transform(data: Any) -> Any:

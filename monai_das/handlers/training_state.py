@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +22,12 @@ from monai.handlers.earlystop_handler import EarlyStopHandler
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_das.handlers.checkpoint_loading import load_checkpoint
+from monai_das.networks.utils import unwrap_network
+from monai_das.utils.atomic_file import atomic_write
 
 fcntl, has_fcntl = optional_import("fcntl")  # POSIX only: without it runs are not locked
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
 DiskSaver, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "DiskSaver")
 EarlyStopping, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EarlyStopping")
 if TYPE_CHECKING:
@@ -52,26 +54,6 @@ RESUME_CHOICES = (False, True, "auto")
 _FORMAT = "monai_das.training_state.v1"
 
 
-def _rank() -> int:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank()
-    return 0
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where Linux allows (``os.umask`` alone must set a new value)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save(obj, path)`` that never leaves a partial file at ``path``.
 
@@ -80,21 +62,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     moment leaves either the old file or the new one; at worst a stray ``.<name>.*.tmp`` file, never a truncated
     ``path``. The file gets the usual ``rw-r--r--``-style permissions (the umask applies), not ``mkstemp``'s 0600.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # what open() would give; mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def _plain(value: Any) -> Any:
@@ -109,12 +78,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _unwrap(obj: Any) -> Any:
-    if isinstance(obj, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
-        return obj.module
-    return obj
 
 
 def _early_stopping(obj: Any) -> Any:
@@ -141,7 +104,7 @@ def _state_of(name: str, obj: Any) -> Any:
                 "best_metric_epoch": getattr(obj.state, "best_metric_epoch", None)}
     if not hasattr(obj, "state_dict"):
         raise TypeError(f"save_dict['{name}'] must have state_dict()/load_state_dict(), got {type(obj).__name__}.")
-    return _unwrap(obj).state_dict()
+    return unwrap_network(obj).state_dict()
 
 
 def _load_into(name: str, obj: Any, state: Any) -> None:
@@ -153,8 +116,8 @@ def _load_into(name: str, obj: Any, state: Any) -> None:
         for key, value in state.items():
             if value is not None:
                 setattr(obj.state, key, value)
-    elif isinstance(_unwrap(obj), torch.nn.Module):
-        _unwrap(obj).load_state_dict(state, strict=True)
+    elif isinstance(unwrap_network(obj), torch.nn.Module):
+        unwrap_network(obj).load_state_dict(state, strict=True)
     else:
         obj.load_state_dict(state)
 
@@ -197,7 +160,7 @@ def _lock(path: str) -> None:
     Raises:
         RuntimeError: when another process holds it.
     """
-    if _rank() != 0 or path in _HELD_LOCKS or not has_fcntl:
+    if idist.get_rank() != 0 or path in _HELD_LOCKS or not has_fcntl:
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     lock_file = open(f"{path}.lock", "a+")
@@ -243,7 +206,7 @@ def _check_fresh_start(path: str, protect: Sequence[str], overwrite: bool, logge
             "it (raise --epochs to train longer), --overwrite True to start afresh and replace them, or another "
             "--output_dir."
         )
-    if _rank() == 0:
+    if idist.get_rank() == 0:
         logger.warning(f"{names} in {folder} will be overwritten: this run starts afresh (resume=False). Pass "
                        "--resume True to continue it instead.")
 
@@ -278,7 +241,7 @@ def claim_output(
     try:
         if fresh:
             _check_fresh_start(path, protect, overwrite, logger)
-        if _rank() == 0:
+        if idist.get_rank() == 0:
             for target in (path, *protect):
                 folder, name = os.path.split(os.path.abspath(target))
                 for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
@@ -402,7 +365,7 @@ class TrainingStateCheckpoint:
         if epoch % self.save_interval and not last:
             return
         state = self.state_dict(engine)  # every rank computes it: a state that cannot be saved fails everywhere
-        if _rank() == 0:
+        if idist.get_rank() == 0:
             atomic_torch_save(state, self.path)
             self.logger.info(f"saved the training state after epoch {epoch} to {self.path}")
 
@@ -470,11 +433,11 @@ class _AtomicFixedNameSaver(DiskSaver):
         self.filename = filename
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
-        if _rank() == self.save_on_rank:
+        if idist.get_rank() == self.save_on_rank:
             atomic_torch_save(checkpoint, self.dirname / (self.filename or filename))
 
     def remove(self, filename: str) -> None:
-        if self.filename is None and _rank() == self.save_on_rank:
+        if self.filename is None and idist.get_rank() == self.save_on_rank:
             path = self.dirname / filename
             if path.exists():
                 path.unlink()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ __all__ = [
     "FrameCropMode",
     "FramePadMode",
     "check_frames_shape",
+    "evenly_spaced_indices",
     "uniform_frame_indices",
     "random_frame_indices",
     "pad_or_crop_frame_indices",
@@ -91,6 +92,13 @@ def check_frames_shape(img: NdarrayOrTensor, name: str = "img") -> int:
     return int(img.shape[1])
 
 
+def evenly_spaced_indices(num_total: int, num_frames: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """``floor((i + 0.5) * num_total / num_frames)`` for ``i = 0 .. num_frames - 1``, as an int64 tensor computed in
+    exact integer arithmetic (TorchScript-compatible; no argument checks: see :py:func:`uniform_frame_indices`)."""
+    i = torch.arange(num_frames, dtype=torch.long, device=device)
+    return torch.div((2 * i + 1) * num_total, 2 * num_frames, rounding_mode="floor")
+
+
 def uniform_frame_indices(num_total: int, num_frames: int) -> np.ndarray:
     """Indices of ``num_frames`` frames evenly spread over ``num_total`` frames.
 
@@ -116,8 +124,7 @@ def uniform_frame_indices(num_total: int, num_frames: int) -> np.ndarray:
     """
     num_total = _check_positive_int(num_total, "num_total")
     num_frames = _check_positive_int(num_frames, "num_frames")
-    i = np.arange(num_frames, dtype=np.int64)
-    return ((2 * i + 1) * num_total) // (2 * num_frames)
+    return evenly_spaced_indices(num_total, num_frames).numpy()
 
 
 def random_frame_indices(num_total: int, num_frames: int, rng: np.random.RandomState) -> np.ndarray:

@@ -214,3 +214,13 @@ class TestRandFrameSample(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def test_evenly_spaced_indices_equal_the_float_formula_and_uniform_frame_indices():
+    from monai_das.transforms import evenly_spaced_indices, uniform_frame_indices
+
+    for t in range(1, 130):
+        for k in range(1, 2 * t):
+            expected = (torch.arange(k, dtype=torch.float64) + 0.5).mul(t).div(k).floor().long()
+            assert torch.equal(evenly_spaced_indices(t, k), expected), (t, k)
+            assert uniform_frame_indices(t, k).tolist() == expected.tolist()

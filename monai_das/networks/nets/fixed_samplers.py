@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
+from monai_das.transforms.functional import evenly_spaced_indices
 
 __all__ = ["FullSequence", "UniformSampler", "RandomSampler"]
 
@@ -35,8 +36,7 @@ class UniformSampler(FrameSampler):
     def forward(self, x: torch.Tensor) -> SamplerOutput:
         self.validate(x)
         b, t = x.shape[0], x.shape[2]
-        positions = (torch.arange(self.num_samples, device=x.device, dtype=torch.float64) + 0.5) * t / self.num_samples
-        indices = positions.floor().long().expand(b, self.num_samples)
+        indices = evenly_spaced_indices(t, self.num_samples, x.device).expand(b, self.num_samples)
         weights = _one_hot_rows(indices, t, x.dtype)
         return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, None, None)
 

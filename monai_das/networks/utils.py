@@ -1,0 +1,26 @@
+"""Utilities for the networks of monai_das."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+__all__ = ["unwrap_network"]
+
+
+def unwrap_network(network: Any) -> Any:
+    """The module inside ``DistributedDataParallel``/``DataParallel`` (``.module``) and ``torch.compile``
+    (``._orig_mod``) wrappers, however they nest: the one that owns the weights' names and ``last_sampler_output``.
+
+    Anything that is not such a wrapper (a plain module, an optimizer) is returned as it is.
+    """
+    net = network
+    for _ in range(8):  # wrappers nest at most a few levels deep
+        if isinstance(net, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            net = net.module
+        elif isinstance(getattr(net, "_orig_mod", None), nn.Module):
+            net = net._orig_mod
+        else:
+            break
+    return net
