@@ -113,6 +113,15 @@ def _refuse_2d(name: str, shape: Sequence[int]) -> None:
                      "slices or frames. Pass allow_2d=True (--allow_2d) to run it as a one-frame sequence.")
 
 
+def _refuse_complex(name: str, dtype: Any) -> None:
+    """Casting complex values to float would drop the imaginary part without a word: refuse them instead."""
+    if (dtype.is_complex if isinstance(dtype, torch.dtype) else np.issubdtype(np.dtype(dtype), np.complexfloating)):
+        raise ValueError(
+            f"'{name}' holds complex values ({dtype}); the models read real intensities: save the magnitude "
+            "(numpy.abs) or the real part as a real-valued image first."
+        )
+
+
 def _oriented(img: MetaTensor, axcodes: str) -> tuple[MetaTensor, list[int]]:
     """``Orientation(axcodes)`` of a channel-first volume, and the file's voxel index of each output frame."""
     from monai.transforms import Orientation
@@ -133,8 +142,8 @@ def read_nifti(
     + ``Orientation``). Trailing axes of length 1 (``(X, Y, Z, 1)``) are dropped.
 
     Raises:
-        ValueError: naming the file, when it cannot be read, is not 3-D, is 2-D (unless ``allow_2d``) or is over
-            ``max_voxels`` (checked on the header, before the pixels are read).
+        ValueError: naming the file, when it cannot be read, holds complex values, is not 3-D, is 2-D (unless
+            ``allow_2d``) or is over ``max_voxels`` (checked on the header, before the pixels are read).
     """
     from monai.transforms import EnsureChannelFirst, LoadImage
 
@@ -143,9 +152,11 @@ def read_nifti(
     path = os.fspath(path)
     axcodes = slice_axcodes(slice_plane)
     try:
-        shape = tuple(int(s) for s in nib.load(path).shape)
+        header_image = nib.load(path)
+        shape = tuple(int(s) for s in header_image.shape)
     except Exception as e:  # noqa: BLE001 - nibabel, gzip and zlib raise many types for a corrupt file
         raise ValueError(f"cannot read NIfTI file '{path}': {type(e).__name__}: {e}") from e
+    _refuse_complex(path, header_image.get_data_dtype())
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
     if len(shape) == 2 or (len(shape) == 3 and 1 in shape and not allow_2d):
@@ -325,8 +336,10 @@ def read_array(
     axis as in training), values as they are.
 
     Raises:
-        ValueError: for another number of dimensions, a 2-D image (unless ``allow_2d``) or over ``max_voxels``.
+        ValueError: for complex values, another number of dimensions, a 2-D image (unless ``allow_2d``) or over
+            ``max_voxels``.
     """
+    _refuse_complex(name, array.dtype)
     shape = tuple(array.shape)
     if len(shape) == 2 and allow_2d:
         array, shape = array[None], (1, *shape)
