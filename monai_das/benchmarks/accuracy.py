@@ -54,8 +54,12 @@ DATASETS = {
     "fracture": ("fracturemnist3d_das_classification", "medmnist3d"),
     "synapse": ("synapsemnist3d_das_classification", "medmnist3d"),
     "covid_blues": ("covid_blues_das_classification", "ultrasound/covid_blues"),
+    **{f"covid_blues_{target}": ("covid_blues_das_classification", "ultrasound/covid_blues")
+       for target in ("covid", "b_lines", "a_lines", "severity")},
     "synthetic": ("synthetic_das_classification", None),
 }
+#: folds of the COVID-BLUES targets' cross-validation (the bundle's num_folds)
+FOLDS = 5
 METHODS = ("full", "random", "uniform", "dps", "adps", "das", "das_prior", "das_segments")
 #: bundle overrides that make a method (default: ``sampler_name`` = the method)
 METHOD_OVERRIDES = {"das_prior": {"sampler_name": "das", "sampler_lr_scale": 0}}
@@ -182,10 +186,14 @@ class Benchmark:
             overrides["dataset_dir"] = Path(self.args.data_root) / data_sub
         if self.args.epochs is not None:
             overrides["epochs"] = self.args.epochs
-        if dataset == "covid_blues":  # decode the videos once for every run
+        if dataset.startswith("covid_blues"):  # decode the videos once for every run
             overrides["video_cache_dir"] = self.work_dir / "video_cache"
-            # a patient split per seed (repeated patient-grouped hold-out): one split leaves only ~9 test patients
-            overrides["split_seed"] = seed
+        if dataset == "covid_blues":
+            # the first protocol: a 70/15/15 patient split per seed (repeated patient-grouped hold-out)
+            overrides.update(split_seed=seed, fold=None)
+        elif dataset.startswith("covid_blues_"):
+            # patient-grouped 5-fold cross-validation: the seed column is the test fold
+            overrides.update(target=dataset.removeprefix("covid_blues_"), fold=seed)
         overrides.update({k: v for k, v in self.args.set.items() if method != "full" or k not in STAGED_ONLY})
         return overrides
 
@@ -326,7 +334,11 @@ def summarise(rows: list[dict], paired: list[dict], expected: int, commands: lis
                          f"{p['seeds']} | {p['cases']} | {float(p['mean_auc_difference']):+.3f} | "
                          f"[{float(p['ci_low']):+.3f}, {float(p['ci_high']):+.3f}] |")
     if any(row["dataset"] == "covid_blues" for row in rows):
-        lines += ["", "COVID-BLUES: each seed trains and tests on its own patient split (`split_seed` = seed)."]
+        lines += ["", "COVID-BLUES (`covid_blues`): each seed trains and tests on its own 70/15/15 patient split "
+                  "(`split_seed` = seed)."]
+    if any(row["dataset"].startswith("covid_blues_") for row in rows):
+        lines += ["", "COVID-BLUES targets (`covid_blues_<target>`): patient-grouped 5-fold cross-validation; the "
+                  "`seeds` column counts folds (seed = test fold)."]
     lines += ["", "Commands that wrote these rows (each appends its finished runs and skips those already there):", ""]
     lines += [f"- `{command}`" for command in commands]
     lines += ["", f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, "
@@ -392,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary_only", action="store_true", help="only rewrite the tables from the finished rows")
     args = parser.parse_args(argv)
     args.set = dict(args.set)
+    if args.seeds > FOLDS and any(d.startswith("covid_blues_") for d in args.datasets):
+        parser.error(f"covid_blues_<target> runs one row per fold: --seeds must be <= {FOLDS}")
     if args.backbone != "mobilenet_v3_small" and args.recipe == "staged":
         parser.error("--backbone resnet18_3d needs --recipe end_to_end (the staged recipe pools 2D frame features)")
 

@@ -98,7 +98,7 @@ def test_covid_blues_gets_a_patient_split_per_seed(tmp_path):
     for seed in (0, 1):
         (run_dir,) = work.glob(f"covid_blues-uniform-seed{seed}-end_to_end-*")
         log = (run_dir / "benchmark.log").read_text()
-        assert f"--split_seed {seed}" in log
+        assert f"--split_seed {seed}" in log and "--fold None" in log
     assert len(list((work / "video_cache").glob("*.dascache.npy"))) == 12  # decoded once, shared by both runs
 
 
@@ -106,3 +106,24 @@ def test_bad_override_is_refused(capsys):
     with pytest.raises(SystemExit):
         accuracy.main(["--set", "epochs"])
     assert "--set expects KEY=VALUE, got 'epochs'" in capsys.readouterr().err
+
+
+def test_covid_blues_targets_run_one_fold_per_seed(tmp_path, capsys):
+    """``covid_blues_<target>``: the bundle's target, and the seed column is the cross-validation fold."""
+    write_covid_blues(str(tmp_path / "data" / "ultrasound" / "covid_blues"), videos_per_patient=4)
+    results, work = tmp_path / "results", tmp_path / "work"
+    argv = ["--datasets", "covid_blues_b_lines", "--methods", "uniform", "--seeds", "2", "--epochs", "1",
+            "--recipe", "end_to_end", "--ratios", "0.5", "--data_root", str(tmp_path / "data"),
+            "--results_dir", str(results), "--work_dir", str(work), "--set", "num_frames=8", "--set", "frame_size=16",
+            "--set", "batch_size=4"]
+    assert accuracy.main(argv) == 0
+    rows = _rows(results / "accuracy.csv")
+    assert sorted((r["dataset"], r["seed"]) for r in rows) == [("covid_blues_b_lines", "0"), ("covid_blues_b_lines", "1")]
+    for fold in (0, 1):
+        (run_dir,) = work.glob(f"covid_blues_b_lines-uniform-seed{fold}-end_to_end-*")
+        log = (run_dir / "benchmark.log").read_text()
+        assert "--target b_lines" in log and f"--fold {fold}" in log and "--split_seed" not in log
+    assert "5-fold cross-validation" in (results / "accuracy.md").read_text()
+    with pytest.raises(SystemExit):
+        accuracy.main([*argv[:4], "--seeds", "6"])
+    assert "--seeds must be <= 5" in capsys.readouterr().err
