@@ -418,7 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     paired_path = results_dir / ("paired.csv" if stem == "accuracy" else f"paired_{args.backbone}.csv")
     commands_path = results_dir / f"{stem}_commands.txt"
     given = argv if argv is not None else sys.argv[1:]
-    command = "python -m monai_das.benchmarks.accuracy " + shlex.join([a for a in given if a != "--summary_only"])
+    # as run from the repository root: absolute paths are written relative to it, so the command runs on any clone
+    shown = [os.path.relpath(a, REPO) if os.path.isabs(a) else a for a in given if a != "--summary_only"]
+    command = "python -m monai_das.benchmarks.accuracy " + shlex.join(shown)
 
     # seed-major, then dataset: every dataset gets each seed early when the run is cut short
     groups = [(d, s) for s in range(args.seeds) for d in args.datasets]
