@@ -743,7 +743,8 @@ python -m monai.bundle run --config_file "['configs/train.json','configs/train_s
 
 Every frame's backbone features are computed once; the sampler and the linear head then learn on them for
 `--staged_epochs` (default 30) with the exact loss of the picked subset plus a term that makes the sampler rank frames
-as the teacher does (`--rank_weight`, `--rank_temperature`); `--sampler_lr_scale 0` keeps the sampler at its prior.
+as the teacher does (`--rank_weight`, `--rank_temperature`, `--rank_target true_class` or the label-free
+`confidence`); `--sampler_lr_scale 0` keeps the sampler at its prior.
 It takes minutes where end-to-end training takes an hour on a CPU, and one teacher serves every sampler and budget.
 `evaluate` and `inference` run on its `model.pt` as usual (with the same `--sampler_name` and `--sampling_ratio`).
 
@@ -811,6 +812,7 @@ def train_staged_config(spec: dict) -> dict:
         "sampler_lr_scale": 1.0,
         "rank_weight": 0.3,
         "rank_temperature": 0.5,
+        "rank_target": "true_class",
         "finetune_epochs": 0,
         "finetune_learning_rate": 0.0001,
         # the teacher's frame features, computed once and reused by every sampler and budget trained on it
@@ -830,6 +832,7 @@ def train_staged_config(spec: dict) -> dict:
             "sampler_lr_scale": "@sampler_lr_scale",
             "rank_weight": "@rank_weight",
             "rank_temperature": "@rank_temperature",
+            "rank_target": "@rank_target",
             "batch_size": "@staged_batch_size",
             "device": "@device",
             "log_dir": "@log_dir",

@@ -67,8 +67,8 @@ RECIPES = ("staged", "end_to_end")
 #: the comparisons of the paired table: (method A, method B), A - B
 COMPARISONS = (("das", "uniform"), ("das", "full"), ("das", "das_prior"), ("das", "dps"))
 #: overrides read only by train_staged.json: they do not change the full-sequence teacher
-STAGED_ONLY = ("staged_epochs", "staged_batch_size", "rank_weight", "rank_temperature", "finetune_epochs",
-               "finetune_learning_rate")
+STAGED_ONLY = ("staged_epochs", "staged_batch_size", "rank_weight", "rank_temperature", "rank_target",
+               "finetune_epochs", "finetune_learning_rate")
 KEY_FIELDS = ["dataset", "method", "recipe", "seed", "sampling_ratio", "image_size", "epochs", "overrides"]
 FIELDS = KEY_FIELDS + ["test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss", "train_seconds", "device",
                        "predictions"]

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from monai.metrics import compute_roc_auc
+from monai.utils import look_up_option
 from torch import nn
 
 from monai_das.engines.batchnorm_recalibration import recalibrate_batchnorm
@@ -104,13 +105,24 @@ def cache_frame_features(
     return {"images": torch.cat(images), "features": torch.cat(features), "labels": torch.cat(labels).to(device)}
 
 
+RANK_TARGETS = ("true_class", "confidence")
+
+
 @torch.no_grad()
-def teacher_frame_scores(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``(N, T)``: the teacher head's log-probability of the true class from each frame's features alone."""
+def teacher_frame_scores(head: nn.Module, features: torch.Tensor, labels: torch.Tensor,
+                         target: str = "true_class") -> torch.Tensor:
+    """``(N, T)``: how much each frame's features alone tell the teacher head.
+
+    ``target="true_class"``: the log-probability of the true class; ``"confidence"`` (label-free): the log-probability
+    of the class the frame votes for, i.e. the teacher's own most confident frames whatever the label.
+    """
+    target = look_up_option(target, RANK_TARGETS)
     was_training = head.training
     head.eval()
     log_probs = F.log_softmax(head(features), dim=-1)  # (N, T, classes)
     head.train(was_training)
+    if target == "confidence":
+        return log_probs.max(dim=-1).values
     return log_probs.gather(-1, labels[:, None, None].expand(-1, features.shape[1], 1)).squeeze(-1)
 
 
@@ -150,6 +162,7 @@ def train_sampler_staged(
     sampler_lr_scale: float = 1.0,
     rank_weight: float = 0.3,
     rank_temperature: float = 0.5,
+    rank_target: str = "true_class",
     batch_size: int = 32,
     device: Any = "cpu",
     log_dir: str | None = None,
@@ -176,6 +189,10 @@ def train_sampler_staged(
             near-empty slices for most epochs (best 0.685), 0.3 reached 0.797 and 0.1 0.773, against 0.693 for
             uniform picks; on AdrenalMNIST3D weights 1 and 0.1 reached 0.750 and 0.752.
         rank_temperature: temperature of the teacher's frame distribution.
+        rank_target: what the teacher ranks frames by (:py:func:`teacher_frame_scores`): ``"true_class"`` or the
+            label-free ``"confidence"``. Best validation AUC of DAS at k/T = 1/8 and 1/4 on one seed-0 teacher each
+            (Vessel 1/8, 1/4; Adrenal 1/8, 1/4): true class 0.797, 0.806, 0.746, 0.806; confidence 0.777, 0.792,
+            0.737, 0.806; no ranking term (``rank_weight=0``) 0.731, 0.775, 0.792, 0.828.
         batch_size: inputs per step.
         device: where to train.
         log_dir: TensorBoard folder for the stage's losses and validation AUC (``staged/...`` tags), or ``None``.
@@ -213,7 +230,7 @@ def train_sampler_staged(
     for p in network.backbone.parameters():
         p.requires_grad_(False)
     train_cache, val_cache = _cached_features(network, teacher_ckpt, train_data, val_data, device, feature_cache)
-    scores = teacher_frame_scores(network.head, train_cache["features"], train_cache["labels"])
+    scores = teacher_frame_scores(network.head, train_cache["features"], train_cache["labels"], rank_target)
     loss_function = loss_function if loss_function is not None else nn.CrossEntropyLoss()
     groups = [{"params": list(network.head.parameters()), "lr": learning_rate}]
     sampler_params = [p for p in network.sampler.parameters() if p.requires_grad]

@@ -91,6 +91,16 @@ def test_teacher_scores_are_the_log_probability_of_the_true_class_per_frame():
     assert torch.allclose(scores[1], log_probs[1, :, 1]) and torch.allclose(scores[3], log_probs[3, :, 0])
 
 
+def test_confidence_scores_ignore_the_label_and_reject_unknown_targets():
+    head = nn.Linear(3, 3)
+    features = torch.randn(2, 5, 3)
+    scores = teacher_frame_scores(head, features, torch.tensor([0, 2]), target="confidence")
+    assert torch.equal(scores, teacher_frame_scores(head, features, torch.tensor([1, 1]), target="confidence"))
+    assert torch.allclose(scores, torch.log_softmax(head(features), dim=-1).max(dim=-1).values)
+    with pytest.raises(ValueError, match="entropy"):
+        teacher_frame_scores(head, features, torch.tensor([0, 2]), target="entropy")
+
+
 def test_load_teacher_copies_backbone_and_head_and_rejects_bad_files(teacher, tmp_path):
     net, path = teacher
     student = classifier("das")
