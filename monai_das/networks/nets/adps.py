@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from monai_das.networks.layers import gumbel_noise, sort_picks, straight_through_pick
-from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
+from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput, pickable_frames
 
 __all__ = ["ADPSampler"]
 
@@ -54,9 +56,11 @@ class ADPSampler(FrameSampler):
         self.cell = nn.LSTMCell(hidden_size, hidden_size)
         self.to_logits = nn.Linear(hidden_size, num_frames)
 
-    def forward(self, x: torch.Tensor) -> SamplerOutput:
-        """``x``: ``(B, C, T, H, W)`` with ``T == num_frames``; returns a :py:class:`SamplerOutput`."""
-        self.validate(x)
+    def forward(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> SamplerOutput:
+        """``x``: ``(B, C, T, H, W)`` with ``T == num_frames``; ``frame_mask``: ``(B, T)`` bool, the real frames (see
+        :py:class:`FrameSampler`: every step picks among them only, as among the frames not taken yet); returns a
+        :py:class:`SamplerOutput`."""
+        self.validate(x, frame_mask)
         if not torch.jit.is_tracing() and x.shape[2] != self.num_frames:
             raise ValueError(f"ADPSampler was built for num_frames={self.num_frames}, got x with T={x.shape[2]}.")
         b, c, t, h, w = x.shape
@@ -65,6 +69,8 @@ class ADPSampler(FrameSampler):
         state = torch.zeros(b, self.cell.hidden_size, dtype=x.dtype, device=x.device)
         hidden, memory = state, state
         taken = torch.zeros(b, t, dtype=torch.bool, device=x.device)
+        if frame_mask is not None:  # frames that may not be picked count as taken from the start
+            taken = ~pickable_frames(frame_mask, self.num_samples)
         rows, picks, step_logits = [], [], []
         for _ in range(self.num_samples):
             logits = self.to_logits(hidden) / self.temperature  # (B, T)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from monai.utils import look_up_option
 from torch import nn
@@ -59,6 +61,15 @@ class SubsampledClassifier(nn.Module):
 
     What the sampler did in the last call is kept in ``self.last_sampler_output`` (a :py:class:`SamplerOutput`)
     for handlers to read; it is not returned, so MONAI trainers, ``ckpt_export`` and MONAI Label see one tensor.
+
+    ``forward(x, frame_mask=None)``: ``frame_mask`` ``(B, T)`` bool marks the real frames of each input (``True``)
+    against padding (``False``: repeated or zero frames; e.g. the ``image_frame_mask`` of
+    :py:class:`monai_das.transforms.PadOrCropFramesd` with ``return_mask=True``, passed by MONAI engines with
+    ``monai.engines.PrepareBatchExtraInput({"frame_mask": "image_frame_mask"})``). The sampler then picks distinct
+    real frames (see :py:class:`FrameSampler`), and when an input has fewer real frames than k the pooling leaves
+    out its padding picks (``frame_mask`` at the picks), so its prediction rests on its real frames only, each
+    counted once. A 3D backbone (``backbone_dims=3``) is not pooled: it sees those padding picks too. Without a
+    mask every frame counts as real, as before.
 
     Args:
         sampler: any :py:class:`FrameSampler`.
@@ -132,8 +143,8 @@ class SubsampledClassifier(nn.Module):
             )
         return feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.sampler(x)
+    def forward(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        out = self.sampler(x, frame_mask)
         if not torch.jit.is_scripting():
             self.last_sampler_output = out
         frames = out.frames  # (B, C, k, H, W)
@@ -141,10 +152,17 @@ class SubsampledClassifier(nn.Module):
             return self.head(self.check_width(self.backbone(frames)))
         b, c, k, h, w = frames.shape
         feats = self.check_width(self.backbone(frames.transpose(1, 2).reshape(b * k, c, h, w))).reshape(b, k, -1)
+        real = None if frame_mask is None else frame_mask.gather(1, out.indices)  # (B, k) real picks
         if self.attention is not None:
-            pooled = (torch.softmax(self.attention(feats), dim=1) * feats).sum(dim=1)
+            scores = self.attention(feats)  # (B, k, 1)
+            if real is not None:
+                scores = scores.masked_fill(~real[:, :, None], float("-inf"))
+            pooled = (torch.softmax(scores, dim=1) * feats).sum(dim=1)
         elif self.pooling == "max":
-            pooled = feats.amax(dim=1)
-        else:
+            pooled = (feats if real is None else feats.masked_fill(~real[:, :, None], float("-inf"))).amax(dim=1)
+        elif real is None:
             pooled = feats.mean(dim=1)
+        else:
+            weights = real[:, :, None].to(feats.dtype)
+            pooled = (feats * weights).sum(dim=1) / weights.sum(dim=1)
         return self.head(pooled)

@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from monai_das.networks.blocks import FrameEmbedding, FrameFeatures, SamplingAttention
 from monai_das.networks.layers import gumbel_noise, hard_topk, straight_through_topk
-from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
+from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput, pickable_frames
 
 __all__ = ["DASampler", "COVERAGES", "segment_mask"]
 
 COVERAGES = ("none", "segments")
 
 
-def segment_mask(num_samples: int, num_frames: int, device: torch.device | None = None) -> torch.Tensor:
+def segment_mask(
+    num_samples: int, num_frames: int, device: Optional[torch.device] = None, pickable: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """``(k, T)`` bool, True where row ``j`` may *not* pick: outside its segment ``[j T / k, (j + 1) T / k)``.
 
     The k segments split the T frames into consecutive runs of ``T // k`` or ``T // k + 1`` frames (none empty
-    since ``k <= T``).
+    since ``k <= T``). With ``pickable`` ``(B, T)`` bool (:py:func:`pickable_frames`, at least k per input) the
+    segments split each input's pickable frames instead, and the result is ``(B, k, T)``, True for every frame that
+    is not pickable.
     """
-    segment = torch.arange(num_frames, device=device) * num_samples // num_frames  # (T,) row of each frame
-    return segment[None, :] != torch.arange(num_samples, device=device)[:, None]
+    rows = torch.arange(num_samples, device=device)
+    if pickable is None:
+        segment = torch.arange(num_frames, device=device) * num_samples // num_frames  # (T,) row of each frame
+        return segment[None, :] != rows[:, None]
+    rank = torch.cumsum(pickable.long(), dim=1) - 1  # (B, T) rank of each pickable frame
+    segment = rank * num_samples // pickable.sum(dim=1, keepdim=True)
+    return (segment[:, None, :] != rows[None, :, None]) | ~pickable[:, None, :]
 
 
 class DASampler(FrameSampler):
@@ -131,9 +142,11 @@ class DASampler(FrameSampler):
         size = (min(h, self.feature_size), min(w, self.feature_size))
         return F.adaptive_avg_pool3d(x, (t, size[0], size[1]))
 
-    def forward(self, x: torch.Tensor) -> SamplerOutput:
-        """``x``: ``(B, C, T, H, W)`` with ``T >= num_samples``; returns a :py:class:`SamplerOutput`."""
-        self.validate(x)
+    def forward(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> SamplerOutput:
+        """``x``: ``(B, C, T, H, W)`` with ``T >= num_samples``; ``frame_mask``: ``(B, T)`` bool, the real frames (see
+        :py:class:`FrameSampler`: the scores of the other frames are set to ``-inf`` before the picks; the returned
+        ``logits`` are those before this mask); returns a :py:class:`SamplerOutput`."""
+        self.validate(x, frame_mask)
         small = self.downsample(x)
         raw = self.features(small)  # (B, T, 3)
         feats = torch.log(raw + 1e-6)
@@ -142,8 +155,12 @@ class DASampler(FrameSampler):
             feats = torch.cat([feats, self.embedding(small)], dim=-1)
         logits, tau = self.attention(self.norm(feats), raw[..., 0])
         scores = tau[:, None, None] * logits  # (B, k, T)
+        pickable = None if frame_mask is None else pickable_frames(frame_mask, self.num_samples)
         if self.coverage == "segments":
-            scores = scores.masked_fill(segment_mask(self.num_samples, scores.shape[-1], scores.device), float("-inf"))
+            excluded = segment_mask(self.num_samples, scores.shape[-1], scores.device, pickable)
+            scores = scores.masked_fill(excluded, float("-inf"))
+        elif pickable is not None:
+            scores = scores.masked_fill(~pickable[:, None, :], float("-inf"))
         if self.training:
             scores = scores + gumbel_noise(list(scores.shape), scores)
         if self.training or torch.jit.is_tracing() or (torch.is_grad_enabled() and scores.requires_grad):

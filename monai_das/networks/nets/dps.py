@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
 from monai_das.networks.layers import gumbel_noise, straight_through_topk
-from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
+from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput, pickable_frames
 
 __all__ = ["DPSampler"]
 
@@ -36,14 +38,18 @@ class DPSampler(FrameSampler):
         self.temperature = temperature
         self.logits = nn.Parameter(torch.randn(num_frames) * init_std)
 
-    def forward(self, x: torch.Tensor) -> SamplerOutput:
-        """``x``: ``(B, C, T, H, W)`` with ``T == num_frames``; returns a :py:class:`SamplerOutput`."""
-        self.validate(x)
+    def forward(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> SamplerOutput:
+        """``x``: ``(B, C, T, H, W)`` with ``T == num_frames``; ``frame_mask``: ``(B, T)`` bool, the real frames (see
+        :py:class:`FrameSampler`: the logits of the other frames are set to ``-inf`` before the picks; the returned
+        ``logits`` are those before this mask); returns a :py:class:`SamplerOutput`."""
+        self.validate(x, frame_mask)
         if not torch.jit.is_tracing() and x.shape[2] != self.num_frames:
             raise ValueError(f"DPSampler was built for num_frames={self.num_frames}, got x with T={x.shape[2]}.")
         b = x.shape[0]
         logits = self.logits.to(x.dtype).expand(b, self.num_samples, self.num_frames)
         scores = logits
+        if frame_mask is not None:
+            scores = scores.masked_fill(~pickable_frames(frame_mask, self.num_samples)[:, None, :], float("-inf"))
         if self.training:
             scores = scores + gumbel_noise([b, 1, self.num_frames], scores)  # one draw shared by the k rows
         weights, indices = straight_through_topk(scores / self.temperature)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
-from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
+from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput, pickable_frames
 from monai_das.transforms.functional import evenly_spaced_indices
 
 __all__ = ["FullSequence", "UniformSampler", "RandomSampler"]
@@ -17,26 +19,49 @@ def _one_hot_rows(indices: torch.Tensor, num_frames: int, dtype: torch.dtype) ->
 
 class FullSequence(FrameSampler):
     """Keeps every frame: ``P`` is the identity, ``k = T``. ``num_samples`` is accepted (and ignored) so every
-    sampler can be built with the same arguments."""
+    sampler can be built with the same arguments. With a ``frame_mask`` every frame is still returned (the
+    classifier then pools over the real frames only)."""
 
     def __init__(self, num_samples: int | None = None) -> None:
         super().__init__(1 if num_samples is None else num_samples)
 
-    def forward(self, x: torch.Tensor) -> SamplerOutput:
+    def forward(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> SamplerOutput:
         if not torch.jit.is_scripting() and not torch.jit.is_tracing():
             self.check_input(x, num_samples=1)
+            if frame_mask is not None:
+                self.check_frame_mask(x, frame_mask)
         b, t = x.shape[0], x.shape[2]
         indices = torch.arange(t, device=x.device).expand(b, t)
         return SamplerOutput(x, _one_hot_rows(indices, t, x.dtype), indices, None, None)
 
 
-class UniformSampler(FrameSampler):
-    """Keeps k evenly spaced frames, ``floor((i + 0.5) * T / k)`` for ``i = 0..k-1``, the same for every input."""
+def _first_k(keys: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """The ``(B, k)`` frames with the k smallest ``keys`` ``(B, T)`` (the lower index first on ties), in temporal
+    order."""
+    return keys.argsort(dim=1, stable=True)[:, :num_samples].sort(dim=1).values
 
-    def forward(self, x: torch.Tensor) -> SamplerOutput:
-        self.validate(x)
+
+class UniformSampler(FrameSampler):
+    """Keeps k evenly spaced frames, ``floor((i + 0.5) * T / k)`` for ``i = 0..k-1``, the same for every input.
+
+    With a ``frame_mask`` the k frames are evenly spaced among each input's ``n`` real frames instead (the
+    ``floor((i + 0.5) * n / k)``-th real frame; every real frame and the first ``k - n`` padding frames when
+    ``k > n``, see :py:class:`FrameSampler`).
+    """
+
+    def forward(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> SamplerOutput:
+        self.validate(x, frame_mask)
         b, t = x.shape[0], x.shape[2]
-        indices = evenly_spaced_indices(t, self.num_samples, x.device).expand(b, self.num_samples)
+        if frame_mask is None:
+            indices = evenly_spaced_indices(t, self.num_samples, x.device).expand(b, self.num_samples)
+        else:
+            pickable = pickable_frames(frame_mask, self.num_samples)
+            rank = torch.cumsum(pickable.long(), dim=1) - 1  # (B, T)
+            count = pickable.sum(dim=1, keepdim=True)  # (B, 1), >= k
+            i = torch.arange(self.num_samples, device=x.device)
+            wanted = torch.div((2 * i + 1) * count, 2 * self.num_samples, rounding_mode="floor")  # (B, k) ranks
+            hit = (pickable[:, None, :] & (rank[:, None, :] == wanted[:, :, None])).any(dim=1)  # (B, T)
+            indices = _first_k((~hit).long(), self.num_samples)
         weights = _one_hot_rows(indices, t, x.dtype)
         return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, None, None)
 
@@ -46,6 +71,8 @@ class RandomSampler(FrameSampler):
 
     Training draws new frames at every call from a generator seeded once with ``seed``; eval re-seeds a generator
     with ``seed`` at every call, so evaluation is deterministic and repeatable (while still differing per input).
+    With a ``frame_mask`` the k frames are drawn among each input's real frames (every real frame and the first
+    ``k - n`` padding frames when ``k > n``, see :py:class:`FrameSampler`); the draw itself is the same.
 
     Args:
         num_samples: k, the frames to keep.
@@ -57,7 +84,7 @@ class RandomSampler(FrameSampler):
         self.seed = seed
         self._generator: torch.Generator | None = None
 
-    def _draw(self, b: int, t: int) -> torch.Tensor:
+    def _keys(self, b: int, t: int) -> torch.Tensor:
         generator = None
         if self.seed is not None:
             if not self.training:
@@ -66,11 +93,13 @@ class RandomSampler(FrameSampler):
                 if self._generator is None:
                     self._generator = torch.Generator().manual_seed(self.seed)
                 generator = self._generator
-        keys = torch.rand(b, t, generator=generator)
-        return keys.argsort(dim=1)[:, : self.num_samples].sort(dim=1).values
+        return torch.rand(b, t, generator=generator)
 
-    def forward(self, x: torch.Tensor) -> SamplerOutput:
-        self.validate(x)
-        indices = self._draw(x.shape[0], x.shape[2]).to(x.device)
+    def forward(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> SamplerOutput:
+        self.validate(x, frame_mask)
+        keys = self._keys(x.shape[0], x.shape[2]).to(x.device)  # in [0, 1)
+        if frame_mask is not None:
+            keys = keys.masked_fill(~pickable_frames(frame_mask, self.num_samples), 2.0)
+        indices = _first_k(keys, self.num_samples)
         weights = _one_hot_rows(indices, x.shape[2], x.dtype)
         return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, None, None)

@@ -8,7 +8,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-__all__ = ["SamplerOutput", "FrameSampler", "max_abs_input"]
+__all__ = ["SamplerOutput", "FrameSampler", "max_abs_input", "pickable_frames"]
 
 
 def max_abs_input(dtype: torch.dtype) -> float:
@@ -37,8 +37,28 @@ class SamplerOutput(NamedTuple):
     temperature: Optional[torch.Tensor] = None
 
 
+def pickable_frames(frame_mask: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """The frames a sampler may pick, ``(B, T)`` bool, given the real frames ``frame_mask`` ``(B, T)``.
+
+    Every real frame, and, when ``num_samples`` (k) exceeds the ``n`` real frames of an input, its first ``k - n``
+    padding frames (the lowest indices), so that k distinct frames can still be picked and all ``n`` real frames are
+    among them.
+    """
+    padding = ~frame_mask
+    need = (num_samples - frame_mask.sum(dim=1, keepdim=True)).clamp_min(0)  # (B, 1)
+    return frame_mask | (padding & (torch.cumsum(padding.long(), dim=1) <= need))
+
+
 class FrameSampler(nn.Module):
     """Base class of the samplers: picks ``num_samples`` (k) of the ``T`` frames of a ``(B, C, T, H, W)`` input.
+
+    Every sampler's ``forward(x, frame_mask=None)`` takes an optional ``frame_mask`` ``(B, T)`` bool, ``True`` for
+    the real frames of each input and ``False`` for padding (repeated or zero frames, e.g. the ``image_frame_mask``
+    that :py:class:`monai_das.transforms.PadOrCropFramesd` writes with ``return_mask=True``). With it, a sampler
+    never spends two picks on copies of one source frame: the k picks are distinct real frames whenever the input has
+    at least k of them. An input with ``n < k`` real frames gets all ``n`` of them plus its first ``k - n`` padding
+    frames (lowest indices; :py:func:`pickable_frames`): ``frame_mask.gather(1, indices)`` tells which picks are real,
+    and the classifier leaves the padding picks out of its pooling. Without a mask every frame counts as real.
 
     Args:
         num_samples: the number of frames to keep, k >= 1.
@@ -103,10 +123,29 @@ class FrameSampler(nn.Module):
                 f"(e.g. x.to({param.dtype}) or sampler.to({x.dtype}))."
             )
 
-    def validate(self, x: torch.Tensor) -> None:
-        """Check ``x`` eagerly; skipped while scripting or tracing."""
+    @torch.jit.unused
+    def check_frame_mask(self, x: torch.Tensor, frame_mask: torch.Tensor) -> None:
+        """Raise ``TypeError``/``ValueError`` naming ``frame_mask`` when it is not a ``(B, T)`` bool tensor for
+        ``x`` ``(B, C, T, H, W)`` with at least one real (``True``) frame per input."""
+        if not isinstance(frame_mask, torch.Tensor) or frame_mask.dtype != torch.bool:
+            got = frame_mask.dtype if isinstance(frame_mask, torch.Tensor) else type(frame_mask).__name__
+            raise TypeError(f"frame_mask must be a bool torch.Tensor of shape (B, T), got {got}.")
+        expected = (x.shape[0], x.shape[2])
+        if tuple(frame_mask.shape) != expected:
+            raise ValueError(
+                f"frame_mask must have shape (B, T) = {expected} for x of shape {tuple(x.shape)}, got "
+                f"{tuple(frame_mask.shape)}."
+            )
+        empty = (~frame_mask.any(dim=1)).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"frame_mask marks no real frame for the input(s) {empty} of the batch; each needs one.")
+
+    def validate(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> None:
+        """Check ``x`` (and ``frame_mask`` when given) eagerly; skipped while scripting or tracing."""
         if not torch.jit.is_scripting() and not torch.jit.is_tracing():
             self.check_input(x)
+            if frame_mask is not None:
+                self.check_frame_mask(x, frame_mask)
 
     @staticmethod
     def gather_frames(x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
