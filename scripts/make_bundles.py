@@ -105,10 +105,16 @@ def busv_reader(split: str) -> dict:
     }
 
 
+# the real frames of each input (image_frame_mask), given to the network as frame_mask by PREPARE_BATCH: the sampler
+# never spends two picks on copies of one frame of a short video
 VIDEO_DETERMINISTIC = [
-    {"_target_": "monai_das.transforms.PadOrCropFramesd", "keys": "image", "num_frames": "@num_frames", "pad_mode": "repeat"},
+    {"_target_": "monai_das.transforms.PadOrCropFramesd", "keys": "image", "num_frames": "@num_frames", "pad_mode": "repeat",
+     "return_mask": True},
     {"_target_": "Resized", "keys": "image", "spatial_size": [-1, "@frame_size", "@frame_size"], "mode": "area"},
 ]
+
+
+PREPARE_BATCH = {"_target_": "PrepareBatchExtraInput", "extra_keys": {"frame_mask": "image_frame_mask"}}
 
 
 def bundle_specs() -> dict[str, dict]:
@@ -233,6 +239,7 @@ def train_config(spec: dict) -> dict:
         datasets["train_labels"] = "$@train_dataset.data.labels"
         datasets["val_labels"] = "$@val_dataset.data.labels"
         deterministic = VIDEO_DETERMINISTIC
+        datasets["prepare_batch"] = PREPARE_BATCH
     else:
         datasets = {
             f"{split}_dataset": spec["dataset"](split, transform)
@@ -320,6 +327,7 @@ def train_config(spec: dict) -> dict:
                 "inferer": {"_target_": "SimpleInferer"},
                 "train_handlers": "@train#handlers",
                 "amp": False,
+                **({"prepare_batch": "@prepare_batch"} if "video_reader" in spec else {}),
             },
         },
         "validate": {
@@ -377,6 +385,7 @@ def train_config(spec: dict) -> dict:
                 "additional_metrics": "${@metric_prefix + '_' + n: @validate#metrics[n] for n in " + metric_names + "}",
                 "val_handlers": "@validate#handlers",
                 "amp": False,
+                **({"prepare_batch": "@prepare_batch"} if "video_reader" in spec else {}),
             },
         },
         "initialize": ["$@set_seed", "$os.makedirs(@output_dir, exist_ok=True)", CHECK_VALIDATION, CLAIM_OUTPUT],
@@ -481,6 +490,7 @@ def inference_config(name: str, spec: dict) -> dict:
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
                        "num_workers": 0},
         "inferer": {"_target_": "SimpleInferer"},
+        "prepare_batch": PREPARE_BATCH,
         "postprocessing": {"_target_": "Compose",
                            "transforms": [{"_target_": "Activationsd", "keys": "pred", "softmax": True}]},
         "predictions_path": "$@output_dir + '/predictions.csv'",
@@ -492,7 +502,7 @@ def inference_config(name: str, spec: dict) -> dict:
         ],
         "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
                       "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
-                      "val_handlers": "@handlers", "amp": False},
+                      "prepare_batch": "@prepare_batch", "val_handlers": "@handlers", "amp": False},
         "initialize": ["$monai.utils.set_determinism(seed=@seed)"],
         "run": ["$@evaluator.run()"],
         "finalize": [],

@@ -69,9 +69,12 @@ class Prediction:
 
     Attributes:
         probabilities: ``(num_classes,)`` softmax probabilities.
-        picks: ``(k,)`` the sampler's picks in the network's ``T`` frames (``None`` without a sampler).
-        source_frames: ``(k,)`` the same picks as the file numbers its frames (see ``monai_das.data.FrameSequence``).
-        source_uids: ``(k,)`` their SOPInstanceUIDs (DICOM series), else empty.
+        picks: the sampler's picks in the network's ``T`` frames that are real frames of the input (``None`` without
+            a sampler): k picks of distinct source frames, or every frame of an input with fewer than k (the padding
+            picks that fill up k are left out of the prediction, and out of this list; see
+            :py:class:`monai_das.networks.nets.FrameSampler`).
+        source_frames: the same picks as the file numbers its frames (see ``monai_das.data.FrameSequence``).
+        source_uids: their SOPInstanceUIDs (DICOM series), else empty.
         num_source_frames: frames in the file.
         image: the network's input ``(C, T, H, W)``.
         sampler_output: the sampler's output (picks, scores), or ``None``.
@@ -219,6 +222,28 @@ class BundlePredictor:
         return ([int(data["image_source_frames"][i]) for i in read_index],
                 [uids[i] for i in read_index] if uids else [])
 
+    @staticmethod
+    def classify(network: torch.nn.Module, inputs: torch.Tensor, frame_mask: Any = None) -> tuple[Any, Any]:
+        """Run ``network`` on one prepared input ``(1, C, T, H, W)`` with its ``frame_mask`` ``(T,)`` (the
+        preprocessing's ``image_frame_mask``: the real frames; ``None`` when it has none).
+
+        Returns:
+            ``(logits, picks)``: the network's output, and its sampler's picks that are real frames, a ``(n,)`` int64
+            array (``None`` when the network has no sampler).
+        """
+        if frame_mask is None:
+            logits = network(inputs)
+        else:
+            mask = torch.as_tensor(frame_mask, dtype=torch.bool).reshape(1, -1).to(inputs.device)
+            logits = network(inputs, frame_mask=mask)
+        out = getattr(network, "last_sampler_output", None)
+        if out is None:
+            return logits, None
+        picks = out.indices[0].cpu()
+        if frame_mask is not None:
+            picks = picks[mask[0].cpu()[picks]]
+        return logits, picks.numpy().astype(np.int64)
+
     @torch.no_grad()
     def __call__(self, source: Any, slice_plane: str | None = None) -> Prediction:
         """Read, prepare and classify one input.
@@ -228,10 +253,9 @@ class BundlePredictor:
         """
         data = self.prepare(source, slice_plane)
         image = torch.as_tensor(data["image"]).float()
-        logits = self.network(image[None].to(self.device))
+        logits, picks = self.classify(self.network, image[None].to(self.device), data.get("image_frame_mask"))
         probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
         out = getattr(self.network, "last_sampler_output", None)
-        picks = out.indices[0].cpu().numpy().astype(np.int64) if out is not None else None
         source_frames, source_uids = self.trace(data, picks) if picks is not None else ([], [])
         return Prediction(probs, picks, source_frames, source_uids, int(data["image_num_source_frames"]),
                           image, out, data["notes"], data.get("image_domain_warning", ""))

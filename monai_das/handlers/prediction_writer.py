@@ -30,7 +30,8 @@ class PredictionWriter:
     ``filename_or_obj`` of its image metadata, else its running position in the run.
 
     Columns: ``id, predicted_class, predicted_label, prob_<class name>..., picked_frames`` where ``picked_frames``
-    holds the 0-based frame (slice) indices separated by spaces, in temporal order. With ``label_key`` a ``label``
+    holds the 0-based frame (slice) indices separated by spaces, in temporal order: those that are real frames when
+    the batch holds a frame mask under ``mask_key`` (the classifier pools over these only). With ``label_key`` a ``label``
     column follows the id (the true class, for evaluation runs whose per-case predictions are kept).
 
     Args:
@@ -42,6 +43,8 @@ class PredictionWriter:
         image_key: key of the image (for its ``filename_or_obj`` metadata).
         label_key: key of the true class in each decollated batch item, written as a ``label`` column; ``None``
             (default) writes no label.
+        mask_key: key of the ``(T,)`` bool mask of real frames in each decollated batch item (as
+            :py:class:`monai_das.transforms.PadOrCropFramesd` writes it); items without it keep every pick.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class PredictionWriter:
         id_key: str = "id",
         image_key: str = "image",
         label_key: str | None = None,
+        mask_key: str = "image_frame_mask",
     ) -> None:
         if not class_names:
             raise ValueError("class_names must name at least one class.")
@@ -63,6 +67,7 @@ class PredictionWriter:
         self.id_key = id_key
         self.image_key = image_key
         self.label_key = label_key
+        self.mask_key = mask_key
         self.rows: list[list[str]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -99,7 +104,10 @@ class PredictionWriter:
                 )
             item = batch[i] if isinstance(batch, list) else {}
             label = int(probs.argmax())
-            indices = " ".join(str(int(j)) for j in sampled.indices[i].tolist())
+            picks = sampled.indices[i].cpu()
+            if isinstance(item, dict) and item.get(self.mask_key) is not None:
+                picks = picks[torch.as_tensor(item[self.mask_key], dtype=torch.bool).reshape(-1).cpu()[picks]]
+            indices = " ".join(str(int(j)) for j in picks.tolist())
             truth = [str(int(torch.as_tensor(item[self.label_key]).reshape(-1)[0]))] if self.label_key else []
             self.rows.append(
                 [self._item_id(item, len(self.rows)), *truth, str(label), self.class_names[label]]

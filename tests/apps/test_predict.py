@@ -20,9 +20,11 @@ from apps_testing import (
     PYTHON,
     REPO,
     VESSEL_BUNDLE,
+    build_network,
     has_av,
     has_nib,
     has_pydicom,
+    save_checkpoint,
     subprocess_env,
     write_dicom,
     write_dicom_series,
@@ -105,11 +107,14 @@ def test_ok_rows(run):
         probs = np.array([float(row[f"prob_{c}"]) for c in CLASSES])
         assert abs(probs.sum() - 1) < 1e-4 and (probs >= 0).all()
         assert int(row["predicted_class"]) == int(probs.argmax()) and row["predicted_label"] == CLASSES[probs.argmax()]
+        # k picks, or every frame of a shorter input: distinct source frames, in order
         picked = [int(v) for v in row["picked_frames"].split()]
-        assert len(picked) == K and picked[0] >= 0 and all(a < b < T for a, b in zip(picked, picked[1:])), picked
+        assert len(picked) == min(K, num_source), picked
+        assert picked[0] >= 0 and all(a < b < T for a, b in zip(picked, picked[1:])), picked
         source = [int(v) for v in row["source_frames"].split()]
-        assert len(source) == K and all(0 <= s < num_source for s in source), source
-        assert source == sorted(source)  # the resampling keeps the order of the frames
+        first = 1 if name.endswith("series") else 0  # a DICOM series numbers its slices by InstanceNumber, from 1
+        assert len(source) == len(picked) and all(first <= s < first + num_source for s in source), source
+        assert source == sorted(set(source))
         assert int(row["num_source_frames"]) == num_source
         assert row["checkpoint_sha256"] == hashlib.sha256(run["ckpt"].read_bytes()).hexdigest()
         assert row["bundle_version"] == json.loads((VESSEL_BUNDLE / "configs/metadata.json").read_text())["version"]
@@ -197,6 +202,28 @@ def test_multiframe_rgb_dicom_becomes_grey_and_is_resampled(tmp_path, vessel_che
     torch.testing.assert_close(image[0, is_two], torch.full_like(image[0, is_two], (0.299 * 200 + 0.587 * 100) / 255))
     # each read frame first appears once: the mask marks the repeats of a short input
     assert data["image_frame_mask"].sum() == 5
+
+
+@needs_nifti
+@pytest.mark.parametrize("sampler_name", ["das", "das_segments", "dps", "adps", "uniform", "random", "full"])
+def test_short_volumes_never_spend_two_picks_on_one_slice(tmp_path, sampler_name):
+    """25 and 10 axial slices, resampled to the bundle's 28 by repeating slices: k = 14 picks of distinct slices for
+    the first, every slice once for the second (the frame mask of the bundle's preprocessing reaches the sampler)."""
+    from monai_das.apps.predict import predict
+
+    ckpt = save_checkpoint(build_network(sampler_name=sampler_name), tmp_path / "model.pt")
+    rng = np.random.default_rng(4)
+    lengths = (25, 10)
+    paths = [write_nifti(tmp_path / f"scan{n}.nii.gz", rng.random((28, 28, n)) * 255) for n in lengths]
+    rows = predict(VESSEL_BUNDLE, paths, tmp_path / "out.csv", ckpt=ckpt, overrides={"sampler_name": sampler_name})
+    for row, n in zip(rows, lengths):
+        assert row["status"] == "ok", row
+        source = [int(v) for v in row["source_frames"].split()]
+        picked = [int(v) for v in row["picked_frames"].split()]
+        expected = n if sampler_name == "full" else min(K, n)
+        assert len(picked) == len(source) == expected and source == sorted(set(source)), (n, picked, source)
+        if expected == n:
+            assert source == list(range(n))
 
 
 def test_npz_volume_gets_the_training_intensities(tmp_path, vessel_checkpoint):

@@ -1,13 +1,16 @@
 """Variable-length videos: the policy is "resample every video to T frames" (``PadOrCropFramesd`` with
 ``pad_mode="repeat"``: a short video repeats frames, a long one keeps evenly spread frames), so a batch never holds a
-padded frame and the sampler cannot pick one. Checked on a 7-frame and a 101-frame video (the shortest and longest of
-COVID-BLUES) through the COVID-BLUES bundle's own preprocessing and sampler."""
+zero frame. The repeats are marked in ``image_frame_mask``, which the bundle's ``prepare_batch`` gives the network as
+``frame_mask``: the sampler never spends two picks on one source frame. Checked on a 7-frame and a 101-frame video
+(the shortest and longest of COVID-BLUES) through the COVID-BLUES bundle's own preprocessing, prepare_batch and
+network."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from monai.data import list_data_collate
 from test_bundles import bundle_dir
 
 from monai_das.transforms.functional import pad_or_crop_frame_indices
@@ -49,17 +52,20 @@ def test_every_pick_is_a_real_frame(covid_blues, training):
     policy = (pad.padder.mode, pad.padder.pad_mode)
     assert policy == ("resample", "repeat"), f"the bundle's policy changed to {policy}: update this test"
 
-    images = [preprocessing({"image": video(n, seed=n)})["image"] for n in LENGTHS]
-    for image in images:
-        assert tuple(image.shape) == (1, num_frames, size, size)
-    batch = torch.stack([torch.as_tensor(image) for image in images])  # (2, 1, T, H, W)
+    items = [preprocessing({"image": video(n, seed=n), "label": 0}) for n in LENGTHS]
+    for item in items:
+        assert tuple(item["image"].shape) == (1, num_frames, size, size)
+    batch = list_data_collate(items)
+    image, _, args, kwargs = covid_blues.get_parsed_content("prepare_batch")(batch)
+    assert not args and list(kwargs) == ["frame_mask"] and kwargs["frame_mask"].shape == (2, num_frames)
 
     torch.manual_seed(0)
-    sampler = covid_blues.get_parsed_content("sampler").train(training)
-    assert type(sampler).__name__ == "DASampler"
+    network = covid_blues.get_parsed_content("network_def").train(training)
+    assert type(network.sampler).__name__ == "DASampler"
     with torch.no_grad():
-        out = sampler(batch)
-    k = sampler.num_samples
+        network(image, *args, **kwargs)
+    out = network.last_sampler_output
+    k = network.sampler.num_samples
 
     for row, n in enumerate(LENGTHS):
         index_map, _ = pad_or_crop_frame_indices(n, num_frames, mode="resample", pad_mode="repeat")
@@ -69,8 +75,9 @@ def test_every_pick_is_a_real_frame(covid_blues, training):
         # what the sampler returned is the real source frame the index map names (the frames' means say so)
         decoded = [source_index(out.frames[row, :, i], n) for i in range(k)]
         assert decoded == sources, (n, picks, sources, decoded)
-        assert all(0 <= s < n for s in sources)
-        if n >= num_frames:  # cropped by even spreading: distinct picks are distinct source frames, in order
-            assert sources == sorted(set(sources)), sources
-        else:  # repeated frames: order kept; with k = 16 > 7 frames some picks are necessarily copies
-            assert sources == sorted(sources) and len(set(sources)) <= n, sources
+        real = kwargs["frame_mask"][row, out.indices[row]]
+        if n >= k:  # k distinct source frames, in order
+            assert real.all() and sources == sorted(set(sources)), sources
+        else:  # k = 16 > 7 frames: every frame once; the padding picks are left out of the pooling
+            real_sources = [s for s, r in zip(sources, real.tolist()) if r]
+            assert real_sources == list(range(n)), sources

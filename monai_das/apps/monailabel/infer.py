@@ -8,7 +8,8 @@ and adds:
 
 - ``probabilities``: ``{class name: probability}``;
 - ``predicted_label``: the most probable class;
-- ``picked_slices``: the sampler's k picks, increasing, among the network's ``T`` frames;
+- ``picked_slices``: the sampler's k picks, increasing, among the network's ``T`` frames (only the real ones: every
+  slice of an input with fewer than k);
 - ``source_slices``: the same picks as the file numbers its frames (NIfTI: voxel index along the slice direction;
   DICOM series: InstanceNumber, with ``source_uids`` their SOPInstanceUIDs; cine, video: frame index);
 - ``num_slices`` (T) and ``num_source_slices``;
@@ -99,17 +100,17 @@ class BundlePreprocessd(MapTransform):
 
 
 class _PicksInferer(Inferer):
-    """Runs the network and records, under the same lock, which frames its sampler picked (``record[key]``)."""
+    """Runs the network on the input with its frame mask (``record["image_frame_mask"]``, from the bundle's
+    preprocessing) and records, under the same lock, which real frames its sampler picked (``record[key]``)."""
 
     def __init__(self, record: dict, lock: threading.Lock, key: str = "picked_slices") -> None:
         super().__init__()
         self.record, self.lock, self.key = record, lock, key
 
-    def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, inputs: torch.Tensor, network: Any) -> Any:
         with self.lock:  # the network (and its last_sampler_output) is shared by concurrent requests
-            outputs = network(inputs, *args, **kwargs)
-            out = getattr(network, "last_sampler_output", None)
-            self.record[self.key] = None if out is None else [int(i) for i in out.indices[0].tolist()]
+            outputs, picks = BundlePredictor.classify(network, inputs, self.record.get("image_frame_mask"))
+            self.record[self.key] = None if picks is None else [int(i) for i in picks]
         return outputs
 
 
