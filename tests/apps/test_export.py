@@ -71,6 +71,31 @@ def test_ckpt_export_trace_matches_eager(sampler_name, tmp_path):
         assert picks[0] != picks[1], "per-input samplers must pick different frames for these two inputs"
 
 
+@pytest.mark.parametrize("sampler_name", ["uniform", "full"])
+def test_ckpt_export_as_the_model_zoo_verifier_calls_it(sampler_name, tmp_path):
+    """ci/verify_bundle.py of the MONAI model-zoo: ``ckpt_export`` of ``network_def`` from ``configs/inference.json``,
+    scripted (no ``use_trace``), without ``key_in_ckpt``, on the bundle's own checkpoint
+    ``{"model": state dict, "network_config": options}``. The exported module also takes the frame mask."""
+    from monai.bundle import ckpt_export
+
+    net = build_network(sampler_name=sampler_name)
+    ckpt = tmp_path / "model.pt"
+    torch.save({"model": net.state_dict(), "network_config": {"sampler_name": sampler_name}}, ckpt)
+    ts_path = tmp_path / "model.ts"
+    ckpt_export(net_id="network_def", filepath=str(ts_path), ckpt_file=str(ckpt),
+                meta_file=str(VESSEL_BUNDLE / "configs" / "metadata.json"),
+                config_file=str(VESSEL_BUNDLE / "configs" / "inference.json"), bundle_root=str(VESSEL_BUNDLE),
+                sampler_name=sampler_name)
+    ts = torch.jit.load(str(ts_path)).eval()
+    x = _inputs()[0]
+    mask = torch.zeros(1, 28, dtype=torch.bool)
+    mask[0, ::3] = True  # 10 real frames
+    with torch.no_grad():
+        torch.testing.assert_close(ts(x), net(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ts(x, mask), net(x, mask), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(net(x, mask), net(x))
+
+
 # ---------------------------------------------------------------------------------------------------------------- ONNX
 
 ONNX_XFAIL = pytest.mark.xfail(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import torch
 from monai.utils import look_up_option
@@ -50,6 +51,19 @@ def backbone_width(backbone: nn.Module, backbone_dims: int = 2, depth: int = 8) 
     return int(out.shape[1])
 
 
+def _load_bundle_checkpoint(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """A ``load_state_dict`` pre-hook: a bundle checkpoint ``{"model": state dict, "network_config": options}`` loads
+    as its ``model`` entry (the other entries, options for the bundle tools, are dropped), so that
+    ``load_state_dict(torch.load("model.pt"))``, ignite's ``Checkpoint.load_objects`` and MONAI's ``ckpt_export``
+    without ``--key_in_ckpt model`` (as the MONAI model-zoo verifier calls it) read the self-describing checkpoints.
+    The classifier has no submodule called ``model``, so no state dict of its own has that key."""
+    weights = state_dict.get(prefix + "model")
+    if isinstance(weights, Mapping):
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            del state_dict[key]
+        state_dict.update({prefix + k: v for k, v in weights.items()})
+
+
 class SubsampledClassifier(nn.Module):
     """Sampler + backbone + pooling + linear head; returns one logits tensor.
 
@@ -58,6 +72,9 @@ class SubsampledClassifier(nn.Module):
     strongest frame: suits labels shown by a few frames) or ``"attention"`` (attention pooling, `Ilse et al. 2018 <https://arxiv.org/abs/1802.04712>`_). With a 3D backbone
     (``backbone_dims=3``) the picked frames, in temporal order, form a ``(B, C, k, H, W)`` volume that the backbone
     sees whole, and no pooling is applied.
+
+    ``load_state_dict`` also takes a bundle checkpoint ``{"model": state dict, "network_config": options}`` and loads
+    its ``model`` entry.
 
     What the sampler did in the last call is kept in ``self.last_sampler_output`` (a :py:class:`SamplerOutput`)
     for handlers to read; it is not returned, so MONAI trainers, ``ckpt_export`` and MONAI Label see one tensor.
@@ -132,6 +149,7 @@ class SubsampledClassifier(nn.Module):
         )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_classes))
         self.last_sampler_output: SamplerOutput | None = None
+        self.register_load_state_dict_pre_hook(_load_bundle_checkpoint)
 
     def check_width(self, feats: torch.Tensor) -> torch.Tensor:
         """Return the backbone's ``(N, D)`` features, after checking eagerly that ``D == feature_dim``."""

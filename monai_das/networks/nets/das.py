@@ -52,8 +52,8 @@ class DASampler(FrameSampler):
        no gradient is needed (``torch.no_grad``/``inference_mode``) the same picks come from :py:func:`hard_topk`
        and ``P`` is exactly one-hot.
        With ``coverage="segments"`` row ``j`` may only pick in the j-th of k consecutive segments of the sequence
-       (:py:func:`segment_mask`): the picks then cover the sequence like uniform sampling, each one placed where the
-       input shows most within its segment.
+       (:py:func:`segment_mask`; of its real frames when a ``frame_mask`` is given): the picks then cover the
+       sequence like uniform sampling, each one placed where the input shows most within its segment.
 
     Training: the straight-through gradient is a linearisation in pixel space, and it can point the wrong way. On
     VesselMNIST3D (binary vessel masks), trained at the backbone's learning rate, it moved the picks from the vessel

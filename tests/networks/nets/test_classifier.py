@@ -161,6 +161,18 @@ def test_das_parameters_without_gradient_are_exactly_the_disabled_branches(kwarg
     assert dead == expected_dead
 
 
+def test_load_state_dict_takes_a_bundle_checkpoint():
+    source, target = model("das"), model("das")
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(1.0)
+    target.load_state_dict({"model": source.state_dict(), "network_config": {"sampler_name": "das"}})
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+    with pytest.raises(RuntimeError, match="Unexpected key.*junk"):  # a plain state dict stays strict
+        target.load_state_dict({**source.state_dict(), "junk": torch.zeros(1)})
+
+
 # ---- TorchScript --------------------------------------------------------------------------------------------------
 
 
