@@ -11,7 +11,10 @@ __all__ = ["gumbel_noise", "straight_through_pick", "straight_through_topk", "so
 def gumbel_noise(shape: list[int], like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw standard Gumbel(0, 1) noise of ``shape`` with the dtype and device of ``like``."""
     u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
-    tiny = torch.finfo(like.dtype).tiny
+    if torch.jit.is_scripting():  # TorchScript has no torch.finfo: float32's smallest normal number
+        tiny = 1.1754943508222875e-38
+    else:
+        tiny = torch.finfo(like.dtype).tiny
     exponential = (-torch.log(u.clamp_min(tiny))).clamp_min(tiny)
     return -torch.log(exponential)
 
@@ -67,13 +70,16 @@ def straight_through_topk(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 def hard_topk(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The picks of :py:func:`straight_through_topk`, exactly, for inference: no gradient and a few operations.
+    """The picks of :py:func:`straight_through_topk`, exactly, for inference: no gradient, no loop over the rows.
 
-    Row ``j`` takes the best frame that rows ``0..j-1`` did not take (the first one on ties, as ``argmax``). This
-    greedy assignment is sequential by nature (each row's pick depends on all earlier ones), so instead of ``k``
-    rounds of masked softmax, argmax and scatter on tensors, the rows are sorted once (a stable descending sort, so
-    ties keep the lower index first) and the k walks down the sorted lists run on Python integers: row ``j`` takes
-    the first of its top ``j + 1`` frames not taken yet (one of them is free: only ``j`` are taken).
+    Row ``j`` takes the best frame that rows ``0..j-1`` did not take (the first one on ties, as ``argmax``): a greedy
+    assignment, sequential by nature. The rows are sorted once (a stable descending sort, so ties keep the lower
+    index first; row ``j``'s pick is among its first ``j + 1`` frames, as only ``j`` are taken before it). Starting
+    from row ``j``'s ``(j + 1)``-th frame (the greedy picks when all rows rank the frames alike), all rows are then
+    updated at once, ``p_j = the first frame in row j's order that is none of p_0..p_{j-1}``, until nothing changes. A fixed point of this update is the greedy assignment (by
+    induction on ``j``), and after ``m`` updates the first ``m + 1`` picks are final, so it stops after at most ``k``
+    updates. It stops after one when the rows rank the frames alike (an untrained DAS sampler); rows that rank them
+    differently compete for the same frames in chains, and at k = T / 2 it took about k / 2 updates on DAS logits.
 
     Args:
         scores: ``(B, k, T)`` temperature-scaled logits, ``k <= T``.
@@ -83,13 +89,18 @@ def hard_topk(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ``(B, k)`` long indices, both in temporal order.
     """
     b, k, t = scores.shape
-    order = scores.detach().argsort(dim=-1, descending=True, stable=True)[:, :, :k].tolist()
-    picks = []
-    for rows in order:
-        taken: set[int] = set()
-        for j, row in enumerate(rows):
-            frame = next(f for f in row[: j + 1] if f not in taken)
-            taken.add(frame)
-        picks.append(sorted(taken))
-    indices = torch.tensor(picks, dtype=torch.long, device=scores.device)
+    order = scores.detach().argsort(dim=-1, descending=True, stable=True)[:, :, :k]  # (B, k, k) each row's top k
+    flat_order = order.reshape(b, k * k)
+    row = torch.arange(k, device=scores.device)
+    picks = order.diagonal(dim1=1, dim2=2)  # row j's (j+1)-th frame: the greedy picks when all rows rank alike
+    for _ in range(k):
+        # the first row that currently picks each frame, k where none does
+        first = torch.full((b, t), k, dtype=torch.long, device=scores.device)
+        first = first.scatter_reduce(1, picks, row.expand(b, k), "amin")  # (B, T)
+        taken = first.gather(1, flat_order).reshape(b, k, k) < row[:, None]  # by a row before row j
+        update = order.gather(2, taken.to(torch.uint8).argmin(dim=-1, keepdim=True)).squeeze(-1)  # first free frame
+        if torch.equal(update, picks):
+            break
+        picks = update
+    indices = picks.sort(dim=1).values
     return F.one_hot(indices, t).to(scores.dtype), indices

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from monai.transforms import SobelGradients
+
 from monai_das.networks.blocks import FrameFeatures
 
 EPS = 1e-6
@@ -56,6 +58,51 @@ def test_ramp_known_sobel_and_laplacian():
     # same ramp along H gives the same features (the two directions are symmetric)
     out_t = FrameFeatures(eps=EPS)(_sequence(ramp.T.contiguous()))[0, 0]
     torch.testing.assert_close(out_t[1:], torch.tensor([sobel, 6 * a / w]), rtol=1e-5, atol=0)
+
+
+def _reference_features(x: np.ndarray, kernel_size: int, eps: float = EPS) -> np.ndarray:
+    """Variance, Sobel and Laplacian features of ``(B, C, T, H, W)`` in float64 numpy: every frame and channel
+    edge-padded, correlated with MONAI's 1D Sobel kernels and the size x size Laplacian window by explicit sums."""
+    sobel = SobelGradients(kernel_size=kernel_size)
+    diff, smooth = sobel.kernel_diff.double().numpy(), sobel.kernel_smooth.double().numpy()
+    laplace = -np.ones((kernel_size, kernel_size))
+    laplace[kernel_size // 2, kernel_size // 2] = kernel_size**2 - 1
+    b, c, t, h, w = x.shape
+    p = kernel_size // 2
+    padded = np.pad(x.astype(np.float64), [(0, 0)] * 3 + [(p, p), (p, p)], mode="edge")
+    grad_h, grad_w, lap = (np.zeros((b, c, t, h, w)) for _ in range(3))
+    for i in range(kernel_size):
+        for j in range(kernel_size):
+            window = padded[..., i : i + h, j : j + w]
+            grad_h += diff[i] * smooth[j] * window
+            grad_w += smooth[i] * diff[j] * window
+            lap += laplace[i, j] * window
+    frames = x.transpose(0, 2, 1, 3, 4).reshape(b, t, -1)
+    edges = np.sqrt(grad_h**2 + grad_w**2 + eps).mean(axis=(1, 3, 4)), np.abs(lap).mean(axis=(1, 3, 4))
+    return np.stack([frames.var(axis=-1), *edges], axis=-1)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+@pytest.mark.parametrize("shape", [(2, 1, 5, 16, 16), (1, 3, 4, 12, 9)])
+def test_fused_convolution_matches_explicit_sums(kernel_size, shape):
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(kernel_size)) * 3 - 1
+    out = FrameFeatures(kernel_size=kernel_size, eps=EPS)(x)
+    np.testing.assert_allclose(out.numpy(), _reference_features(x.numpy(), kernel_size), rtol=2e-5, atol=1e-6)
+
+
+def test_chunked_convolution_gives_the_same_features():
+    x = torch.rand(3, 2, 7, 10, 10, generator=torch.Generator().manual_seed(1))
+    whole = FrameFeatures()
+    chunked = FrameFeatures()
+    chunked.chunk_frames = 4  # 21 frames in chunks of 4, the last one short
+    torch.testing.assert_close(chunked(x), whole(x), rtol=0, atol=0)
+
+
+def test_torchscript():
+    module = FrameFeatures(kernel_size=5, log_scale=True)
+    scripted = torch.jit.script(module)
+    x = torch.rand(2, 3, 4, 11, 13, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(scripted(x), module(x), rtol=0, atol=0)
 
 
 def test_sharp_square_has_more_edge_energy_than_smooth_gradient():

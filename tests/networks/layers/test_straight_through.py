@@ -203,3 +203,30 @@ def test_hard_topk_carries_no_gradient():
     scores = torch.randn(2, 3, 5, requires_grad=True)
     p, _ = hard_topk(scores)
     assert not p.requires_grad
+
+
+@pytest.mark.parametrize("b, k, t", [(1, 1, 1), (3, 1, 9), (2, 9, 9), (4, 7, 7), (5, 32, 64), (2, 64, 64)])
+@pytest.mark.parametrize("kind", ["continuous", "integers", "identical rows", "one tied value"])
+def test_hard_topk_extreme_shapes_and_ties(b, k, t, kind):
+    # k = 1, k = T, rows that all rank alike (every row competes for the same frames) and fully tied rows
+    generator = torch.Generator().manual_seed(k * 100 + t)
+    if kind == "continuous":
+        scores = torch.randn(b, k, t, generator=generator)
+    elif kind == "integers":
+        scores = torch.randint(-2, 2, (b, k, t), generator=generator).float()
+    elif kind == "identical rows":
+        scores = torch.randn(b, 1, t, generator=generator).expand(b, k, t).contiguous()
+    else:
+        scores = torch.full((b, k, t), 0.5)
+    _, expected = straight_through_topk(scores)
+    p, indices = hard_topk(scores)
+    assert torch.equal(indices, expected)
+    assert torch.equal(p, F.one_hot(expected, t).float())
+
+
+def test_hard_topk_scripted_gives_the_same_picks():
+    scripted = torch.jit.script(hard_topk)
+    generator = torch.Generator().manual_seed(5)
+    for case in range(40):
+        scores = _random_scores(case, generator)
+        assert torch.equal(scripted(scores)[1], straight_through_topk(scores)[1])

@@ -205,19 +205,37 @@ def test_script_classifier_with_fixed_sampler(sampler):
         torch.testing.assert_close(scripted(x), net(x))
 
 
-@pytest.mark.skip(
-    reason="torch.jit.script (deprecated in torch 2.13) does not compile DASampler/DPSampler/ADPSampler/RandomSampler "
-    "(FrameFeatures reads its kernels with tolist(), gumbel_noise uses torch.finfo; "
-    "RandomSampler re-types an Optional[Generator] local); export them with torch.jit.trace in eval mode, as tested "
-    "above. Only the UniformSampler / FullSequence classifiers script."
-)
-@pytest.mark.parametrize("name", ["das", "dps", "adps", "random"])
+@pytest.mark.parametrize("name", ["das", "dps", "adps"])
 def test_script_classifier_with_learned_sampler(name):
+    torch.manual_seed(0)
     net = model(name).eval()
     scripted = torch.jit.script(net)
-    x = data(2, 1, 10)
     with torch.no_grad():
-        torch.testing.assert_close(scripted(x), net(x))
+        for seed in (1, 2):
+            x = data(2, 1, 10, seed=seed) ** seed
+            torch.testing.assert_close(scripted(x), net(x))
+            assert torch.equal(scripted.sampler(x)[2], net.sampler(x).indices)
+
+
+def test_script_das_sampler_gives_the_eager_picks_with_and_without_gradient():
+    torch.manual_seed(0)
+    sampler = DASampler(5, hidden_size=16, coverage="segments").eval()
+    scripted = torch.jit.script(sampler)
+    picks = []
+    for seed in range(4):
+        x = data(3, 1, 16, seed=seed) ** (seed + 1)
+        with torch.no_grad():  # the eager inference path (hard_topk)
+            expected = sampler(x)
+            out = scripted(x)
+        assert torch.equal(out[2], expected.indices)
+        assert torch.equal(out[1], expected.weights)
+        torch.testing.assert_close(out[0], expected.frames)
+        assert torch.equal(scripted(x)[2], expected.indices)  # gradient enabled: the straight-through path
+        picks.append(expected.indices)
+    assert any(not torch.equal(picks[0], p) for p in picks[1:]), "the inputs should pick differently"
+
+
+# RandomSampler does not script (it re-types an Optional[Generator] local); export it with torch.jit.trace.
 
 
 # ---- bad arguments ------------------------------------------------------------------------------------------------
