@@ -96,7 +96,9 @@ def cache_frame_features(
     images, features, labels = [], [], []
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        x = torch.stack([torch.as_tensor(item["image"]) for item in items]).to(device=device, dtype=torch.float32)
+        # plain tensors, not MONAI MetaTensors: the cache file is read back with weights_only=True
+        x = torch.stack([torch.as_tensor(item["image"]).as_subclass(torch.Tensor) for item in items])
+        x = x.to(device=device, dtype=torch.float32)
         b, c, t, h, w = x.shape
         feats = backbone(x.transpose(1, 2).reshape(b * t, c, h, w).contiguous(memory_format=torch.channels_last))
         images.append(x)

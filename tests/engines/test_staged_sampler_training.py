@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from monai.data import MetaTensor
+from monai.transforms import SpatialPad
 from torch import nn
 
 from monai_das.engines import train_sampler_staged
@@ -219,7 +221,9 @@ def test_finetuning_keeps_the_better_state_by_validation_auc(teacher, tmp_path):
 def test_frame_features_are_cached_per_teacher(teacher, tmp_path, caplog):
     net, path = teacher
     cache = tmp_path / "teacher.pt.frame_features.pt"
-    train, val = data(8, seed=1), data(8, seed=2)
+    # MetaTensors with traced transforms, as MONAI gives them: the cache must still load with weights_only=True
+    pad = SpatialPad((T, SIZE, SIZE))
+    train, val = ([{**item, "image": pad(MetaTensor(item["image"]))} for item in data(8, seed=seed)] for seed in (1, 2))
     for i, name in enumerate(("uniform", "das")):
         with caplog.at_level("INFO", logger="monai_das.engines.staged_sampler_training"):
             caplog.clear()
