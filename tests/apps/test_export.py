@@ -71,7 +71,7 @@ def test_ckpt_export_trace_matches_eager(sampler_name, tmp_path):
         assert picks[0] != picks[1], "per-input samplers must pick different frames for these two inputs"
 
 
-@pytest.mark.parametrize("sampler_name", ["uniform", "full"])
+@pytest.mark.parametrize("sampler_name", ["das", "uniform", "full"])
 def test_ckpt_export_as_the_model_zoo_verifier_calls_it(sampler_name, tmp_path):
     """ci/verify_bundle.py of the MONAI model-zoo: ``ckpt_export`` of ``network_def`` from ``configs/inference.json``,
     scripted (no ``use_trace``), without ``key_in_ckpt``, on the bundle's own checkpoint

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from monai.utils import convert_to_tensor
 from torch import nn
 
 from monai_das.networks.nets import FrameSampler, SubsampledClassifier, get_sampler
@@ -35,7 +36,8 @@ def padded_batch(pad_mode: str = "repeat", seed: int = 0) -> tuple[torch.Tensor,
         images.append(image)
         masks.append(mask)
         sources.append(torch.as_tensor(pad_or_crop_frame_indices(n, T, pad_mode=pad_mode)[0]))
-    return torch.stack(images), torch.stack(masks), torch.stack(sources)
+    x = convert_to_tensor(torch.stack(images), track_meta=False)  # a plain tensor, as a scripted module is given
+    return x, torch.stack(masks), torch.stack(sources)
 
 
 def run(sampler: FrameSampler, x: torch.Tensor, mask: torch.Tensor | None, training: bool, grad: bool = False):
@@ -169,11 +171,16 @@ def test_prediction_on_padded_frames_equals_the_prediction_on_the_real_frames(na
         assert not torch.allclose(unmasked, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["uniform", "full"])
+@pytest.mark.parametrize("name", ["das", "das_segments", "dps", "adps", "uniform", "full"])
 def test_scripted_classifier_takes_the_mask(name):
-    net = classifier(name, 8, "mean")
+    """As ``ckpt_export`` scripts it (the MONAI model-zoo verifier): same logits and picks with and without mask."""
+    net = classifier(name, 14, "mean")
     scripted = torch.jit.script(net)
     x, mask, _ = padded_batch()
     with torch.no_grad():
-        torch.testing.assert_close(scripted(x, mask), net(x, mask))
-        torch.testing.assert_close(scripted(x), net(x))
+        for m in (mask, None):
+            torch.testing.assert_close(scripted(x, m), net(x, m))
+            assert torch.equal(scripted.sampler(x, m)[2], net.last_sampler_output.indices)
+        assert not torch.allclose(scripted(x, mask), scripted(x))  # the mask reaches the scripted module
+        if name != "full":
+            assert not torch.equal(scripted.sampler(x, mask)[2], scripted.sampler(x)[2])
