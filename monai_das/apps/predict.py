@@ -49,7 +49,7 @@ from monai.utils import optional_import
 
 from monai_das.apps.bundle_predictor import BundlePredictor
 from monai_das.apps.prediction_table import PredictionTable
-from monai_das.data import DEFAULT_MAX_VOXELS, INPUT_SPLITS, SLICE_PLANES, InputSpec, expand_inputs
+from monai_das.data import DEFAULT_MAX_VOXELS, NPZ_SPLITS, SLICE_PLANES, InputSpec, expand_inputs
 
 PILImage, has_pil = optional_import("PIL.Image")
 
@@ -242,7 +242,7 @@ def build_parser(prog: str = "monai-das predict") -> argparse.ArgumentParser:
     parser.add_argument("--max_voxels", type=int, default=DEFAULT_MAX_VOXELS,
                         help=f"refuse inputs over this many voxels before reading them (default {DEFAULT_MAX_VOXELS}, "
                         "1 GiB as float32); 0 for no limit")
-    parser.add_argument("--npz_split", default="test", choices=INPUT_SPLITS, help="MedMNIST npz: the split to run")
+    parser.add_argument("--npz_split", default="test", choices=NPZ_SPLITS, help="MedMNIST npz: the split to run")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows of an interrupted (or finished) run into --output and run the other inputs")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file and montages")

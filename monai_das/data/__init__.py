@@ -13,7 +13,7 @@ from .covid_blues import (
     read_covid_blues_labels,
 )
 from .domain_check import STATISTICS, DomainCheckd, domain_warning, input_statistics, training_statistics
-from .input_discovery import DICOM_SUFFIXES, INPUT_SPLITS, NIFTI_SUFFIXES, VIDEO_SUFFIXES, InputSpec, expand_inputs, inference_datalist
+from .input_discovery import DICOM_SUFFIXES, NIFTI_SUFFIXES, VIDEO_SUFFIXES, InputSpec, expand_inputs, inference_datalist
 from .load_sequence import LoadSequence, LoadSequenced, LoadSequenceD, LoadSequenceDict
 from .medmnist3d import (
     MEDMNIST3D_FLAGS,
@@ -63,7 +63,6 @@ __all__ = [
     "input_statistics",
     "training_statistics",
     "DICOM_SUFFIXES",
-    "INPUT_SPLITS",
     "NIFTI_SUFFIXES",
     "VIDEO_SUFFIXES",
     "InputSpec",

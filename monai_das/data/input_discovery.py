@@ -28,7 +28,6 @@ __all__ = [
     "NIFTI_SUFFIXES",
     "VIDEO_SUFFIXES",
     "DICOM_SUFFIXES",
-    "INPUT_SPLITS",
     "InputSpec",
     "expand_inputs",
     "inference_datalist",
@@ -39,7 +38,6 @@ logger = logging.getLogger(__name__)
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 DICOM_SUFFIXES = (".dcm", ".dicom")
-INPUT_SPLITS = NPZ_SPLITS  # the splits an npz input is read from
 
 
 @dataclass
@@ -124,7 +122,7 @@ def expand_inputs(
     Returns:
         one :class:`InputSpec` per input; inputs already known to be unusable carry an ``error``.
     """
-    npz_split = look_up_option(npz_split, INPUT_SPLITS)
+    npz_split = look_up_option(npz_split, NPZ_SPLITS)
     specs: list[InputSpec] = []
     seen: set[tuple[int, int]] = set()
     for p in paths:

@@ -122,10 +122,21 @@ class SamplingAttention(nn.Module):
             a_base = F.softplus(score)  # (B, T)
         else:
             a_base = raw_variance / raw_variance.amax(dim=1, keepdim=True).clamp_min(1e-12)
-        scales = torch.stack([F.softplus(mlp(pooled)) for mlp in self.scales], dim=1)  # (B, H, k)
-        logits = scales.unsqueeze(-1) * a_base[:, None, None, :]  # (B, H, k, T)
+        # the H scale MLPs as one matrix product per layer, their weights stacked (the parameters stay per head)
+        first_weight = torch.cat([mlp[0].weight for mlp in self.scales])  # (H * hidden, 2 * hidden)
+        first_bias = torch.cat([mlp[0].bias for mlp in self.scales])
+        second_weight = torch.stack([mlp[2].weight.t() for mlp in self.scales])  # (H, hidden, k)
+        second_bias = torch.stack([mlp[2].bias for mlp in self.scales])[:, None, :]  # (H, 1, k)
+        hidden = F.gelu(F.linear(pooled, first_weight, first_bias)).reshape(b, self.num_heads, -1)  # (B, H, hidden)
+        scales = torch.baddbmm(second_bias, hidden.transpose(0, 1), second_weight)  # (H, B, k)
+        # mean_h (s_h a_base + q_h . key_h / sqrt(dh)) = mean_h(s_h) a_base + sum_h q_h . key_h / (H sqrt(dh))
+        row_scales = F.softplus(scales).mean(dim=0)  # (B, k)
         if self.row_queries:
-            keys = self.keys(ctx).reshape(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
-            logits = logits + torch.einsum("hkd,bhtd->bhkt", self.queries, keys) / math.sqrt(self.head_dim)
+            queries = self.queries.permute(0, 2, 1).reshape(-1, self.num_samples)  # (H * dh, k)
+            query_term = torch.matmul(self.keys(ctx), queries).transpose(1, 2)  # (B, k, T)
+            scale = 1.0 / (self.num_heads * math.sqrt(self.head_dim))
+            logits = torch.baddbmm(query_term, row_scales[:, :, None], a_base[:, None, :], beta=scale)
+        else:
+            logits = row_scales[:, :, None] * a_base[:, None, :]  # (B, k, T)
         tau = self.tau0 * (0.5 + torch.sigmoid(self.temperature(pooled).squeeze(-1)))  # (B,)
-        return logits.mean(dim=1), tau
+        return logits, tau

@@ -154,7 +154,8 @@ class DASampler(FrameSampler):
         if self.embedding is not None:
             feats = torch.cat([feats, self.embedding(small)], dim=-1)
         logits, tau = self.attention(self.norm(feats), raw[..., 0])
-        scores = tau[:, None, None] * logits  # (B, k, T)
+        logits = tau[:, None, None] * logits  # (B, k, T), returned as they are: the masks and noise go on scores
+        scores = logits
         pickable = None if frame_mask is None else pickable_frames(frame_mask, self.num_samples)
         if self.coverage == "segments":
             excluded = segment_mask(self.num_samples, scores.shape[-1], scores.device, pickable)
@@ -167,4 +168,4 @@ class DASampler(FrameSampler):
             weights, indices = straight_through_topk(scores)
         else:  # inference: the same picks without the k rounds of straight-through rows
             weights, indices = hard_topk(scores)
-        return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, tau[:, None, None] * logits, tau)
+        return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, logits, tau)

@@ -113,3 +113,41 @@ def test_das_literal_form_picks_topk_variance_in_eval():
 def test_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SamplingAttention(**kwargs)
+
+
+def _per_head_logits(module: SamplingAttention, features: torch.Tensor, raw_variance: torch.Tensor) -> torch.Tensor:
+    """The specification's order of operations: every head's MLP on its own, ``A_h = s_h a_base + q_h . key_h /
+    sqrt(dh)`` ``(B, H, k, T)``, then the mean over the heads (the module stacks the heads' weights instead)."""
+    b, t, _ = features.shape
+    ctx = module.embed(features)
+    if module.temporal_context == "conv":
+        ctx = ctx + torch.nn.functional.gelu(module.context(ctx.transpose(1, 2)).transpose(1, 2))
+    pooled = torch.cat([ctx.mean(dim=1), ctx.amax(dim=1)], dim=-1)
+    log_var = torch.log(raw_variance + 1e-6)
+    prior = (log_var - log_var.mean(1, keepdim=True)) / (log_var.std(1, keepdim=True, unbiased=False) + 1e-3)
+    a_base = torch.nn.functional.softplus(module.base(ctx).squeeze(-1) + prior)
+    scales = torch.stack([torch.nn.functional.softplus(mlp(pooled)) for mlp in module.scales], dim=1)  # (B, H, k)
+    logits = scales.unsqueeze(-1) * a_base[:, None, None, :]
+    keys = module.keys(ctx).reshape(b, t, module.num_heads, module.head_dim).transpose(1, 2)
+    logits = logits + torch.einsum("hkd,bhtd->bhkt", module.queries, keys) / module.head_dim**0.5
+    return logits.mean(dim=1)
+
+
+@pytest.mark.parametrize("heads, hidden, k", [(4, 32, 14), (1, 8, 3), (2, 16, 32)])
+def test_stacked_heads_give_the_per_head_formula(heads, hidden, k):
+    torch.manual_seed(heads)
+    module = SamplingAttention(7, k, num_heads=heads, hidden_size=hidden, base_prior="variance")
+    with torch.no_grad():  # trained-looking weights: the query term and the learned base score matter
+        module.queries.normal_(0, 1.0)
+        module.base.weight.normal_(0, 0.5)
+    features, variance = torch.randn(3, 40, 7), torch.rand(3, 40)
+    logits, _ = module(features, variance)
+    torch.testing.assert_close(logits, _per_head_logits(module, features, variance), rtol=1e-5, atol=1e-6)
+    # the gradient reaches every head's parameters as in the per-head form
+    logits.square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    module.zero_grad()
+    _per_head_logits(module, features, variance).square().sum().backward()
+    for name, p in module.named_parameters():
+        if name.startswith(("scales.", "queries", "keys.")):
+            torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5)
