@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from monai_das.benchmarks import efficiency
-from monai_das.benchmarks.efficiency import FIELDS, measure_config, merge_rows, run_benchmark, write_markdown
+from monai_das.benchmarks.efficiency import FIELDS, ConfigBench, measure_config, merge_rows, run_benchmark, write_markdown
 
 
 
@@ -114,10 +114,22 @@ def test_ratio_sweep_measures_full_once_and_checks_targets_at_half(tmp_path):
     assert len(targets) == 1 and "T=8, batch 1" in targets[0]
 
 
-def test_trace_mode_is_measured():
-    row = measure_config("das", 8, 1, repeats=2, warmup=1, time_budget=None, trace=True)
+@pytest.mark.parametrize("method", ["das", "full", "uniform"])
+def test_trace_mode_is_measured(method):
+    # the fixed samplers return None logits, which a traced module cannot: only their tensors are traced
+    row = measure_config(method, 8, 1, repeats=2, warmup=1, time_budget=None, trace=True)
     assert row["mode"] == "trace" and row["note"] == ""
     assert float(row["latency_ms_median"]) > 0 and 0 < float(row["sampler_share"]) < 1
+
+
+def test_traced_sampler_gives_the_eager_picks():
+    bench = ConfigBench("das", 8, 2, trace=True)
+    x = bench.x
+    with torch.inference_mode():
+        traced = bench.calls["sampler"]()
+        eager = bench.model.sampler(x)
+    assert not bench.failed
+    assert torch.equal(traced[2], eager.indices) and torch.equal(traced[0], eager.frames)
 
 
 def test_targets_depend_on_the_batch_and_loaded_rows_are_marked(tiny_run, tmp_path):

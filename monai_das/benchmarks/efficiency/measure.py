@@ -279,7 +279,8 @@ class ConfigBench:
         try:
             with torch.no_grad():
                 model = torch.jit.trace(self.model, x, check_trace=False)
-                sampler = torch.jit.trace(self.model.sampler, x, check_trace=False, strict=False)
+                # the sampler's tensors only: a traced function cannot return the None logits of a fixed sampler
+                sampler = torch.jit.trace(_sampler_tensors(self.model.sampler), x, check_trace=False)
         except Exception as e:  # noqa: BLE001 - a tracing failure is a result to report
             self.failed = f"trace failed: {short_error(e)}"
             return
@@ -317,6 +318,24 @@ class ConfigBench:
             row["sampler_mflops"] = count_flops(lambda: model.sampler(x)) / 1e6
         row["note"] = "; ".join(self.notes)
         return row
+
+
+def _sampler_tensors(sampler):
+    """A module whose ``forward(x)`` returns ``(frames, weights, indices)`` of ``sampler``, which
+    ``torch.jit.trace`` can trace for every sampler (a traced module cannot return the None logits of a fixed
+    sampler, and a traced function would freeze the parameters it reads)."""
+    import torch
+
+    class SamplerTensors(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sampler = sampler
+
+        def forward(self, x):
+            out = self.sampler(x)
+            return out.frames, out.weights, out.indices
+
+    return SamplerTensors()
 
 
 def _cudagraph_step(fn: Callable, x) -> Callable[[], object]:
