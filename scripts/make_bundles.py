@@ -691,20 +691,22 @@ def results_section(name: str) -> str:
         groups = defaultdict(list)
         with open(path, newline="") as f:
             for r in csv.DictReader(f):
-                if r["dataset"] == short:
-                    groups[(r["recipe"], -float(r["sampling_ratio"]), r["method"], r["epochs"], r["overrides"])].append(r)
-        for (recipe, ratio, method, epochs, overrides), group in sorted(groups.items()):
+                # covid_blues also has one dataset per target: covid_blues_b_lines, covid_blues_severity, ...
+                if r["dataset"] == short or r["dataset"].startswith(f"{short}_"):
+                    groups[(r["dataset"], r["recipe"], -float(r["sampling_ratio"]), r["method"], r["epochs"],
+                            r["overrides"])].append(r)
+        for (dataset, recipe, ratio, method, epochs, overrides), group in sorted(groups.items()):
             cells = []
             for key in ("test_auc", "test_balanced_accuracy"):
                 values = [float(r[key]) for r in group]
                 spread = statistics.pstdev(values) if len(values) > 1 else 0.0
                 cells.append(f"{statistics.mean(values):.3f} +- {spread:.3f}")
-            rows.append(f"| {-ratio:g} | {method} | {recipe} | {len(group)} | {cells[0]} | {cells[1]} | {epochs} "
-                        f"| {group[0]['device']} |")
+            rows.append(f"| {dataset} | {-ratio:g} | {method} | {recipe} | {len(group)} | {cells[0]} | {cells[1]} "
+                        f"| {epochs} | {group[0]['device']} |")
     if not rows:
         return "Not measured yet: run the accuracy benchmark (see the repository README)."
-    header = ["| k/T | method | recipe | seeds | test AUC | balanced accuracy | epochs | device |",
-              "|---|---|---|---|---|---|---|---|"]
+    header = ["| dataset | k/T | method | recipe | seeds (folds) | test AUC | balanced accuracy | epochs | device |",
+              "|---|---|---|---|---|---|---|---|---|"]
     return "\n".join(["From `benchmarks/results/accuracy.md` (see there for the command, the machine and the paired",
                       "comparisons):", ""] + header + rows)
 
