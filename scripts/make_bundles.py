@@ -756,7 +756,9 @@ python -m monai.bundle run --config_file "['configs/train.json','configs/train_s
 Every frame's backbone features are computed once; the sampler and the linear head then learn on them for
 `--staged_epochs` (default 30) with the exact loss of the picked subset plus a term that makes the sampler rank frames
 as the teacher does (`--rank_weight`, `--rank_temperature`, `--rank_target true_class` or the label-free
-`confidence`); `--sampler_lr_scale 0` keeps the sampler at its prior.
+`confidence`); `--sampler_lr_scale 0` keeps the sampler at its prior, and `--head_epochs N` first trains the head
+alone on the prior's picks for N epochs, keeping the best validation state of both phases (the benchmark's
+`das_from_prior`, N = 30).
 It takes minutes where end-to-end training takes an hour on a CPU, and one teacher serves every sampler and budget.
 `evaluate` and `inference` run on its `model.pt` as usual (with the same `--sampler_name` and `--sampling_ratio`).
 
@@ -827,6 +829,7 @@ def train_staged_config(spec: dict) -> dict:
         "rank_target": "true_class",
         "finetune_epochs": 0,
         "finetune_learning_rate": 0.0001,
+        "head_epochs": 0,
         # the teacher's frame features, computed once and reused by every sampler and budget trained on it
         "feature_cache": "$None if @teacher_ckpt is None else str(@teacher_ckpt) + '.frame_features.pt'",
         "staged_train_dataset": plain_train,
@@ -851,6 +854,7 @@ def train_staged_config(spec: dict) -> dict:
             "overwrite": "@overwrite",
             "finetune_epochs": "@finetune_epochs",
             "finetune_learning_rate": "@finetune_learning_rate",
+            "head_epochs": "@head_epochs",
             "feature_cache": "@feature_cache",
             "network_config": "@network_config",
         },

@@ -8,15 +8,18 @@ Recipes (the same for every method of a dataset; only how the sampler itself is 
 - ``staged`` (default): the dataset's bundle is trained on the full sequence (the ``full`` row; it is also the
   teacher), then ``configs/train_staged.json`` trains each method's sampler and the head on the teacher's cached
   frame features (``monai_das.engines.train_sampler_staged``). ``das_prior`` is DAS with its sampler untrained
-  (``sampler_lr_scale=0``): only the head learns, as for uniform.
+  (``sampler_lr_scale=0``): only the head learns, as for uniform. ``das_from_prior`` is DAS whose head first learns
+  alone on the prior's picks (``head_epochs=30``, i.e. ``das_prior``'s training) before the sampler learns with it,
+  keeping the best validation state of both phases.
 - ``end_to_end``: ``configs/train.json`` trains sampler, backbone and head together (the bundles' default).
 
 Every run is tested with ``configs/evaluate.json``, whose per-case test predictions (probabilities, label, picks) are
 copied to ``<results_dir>/predictions/``. One CSV row is appended as soon as a run finishes; a row is keyed on every
 option that changes it (dataset, method, recipe, seed, sampling ratio, image size, epochs, overrides), and finished
-rows are skipped on restart; a training cut off resumes from its ``last.pt``. The Markdown table, the paired
-comparisons (``paired.csv``: DAS - uniform, DAS - full, DAS - das_prior, DAS - DPS, mean over seeds with a paired
-bootstrap 95% interval over test cases) are rewritten after every row and say when the table is partial.
+rows are skipped on restart; a training cut off resumes from its ``last.pt``. The Markdown table and the paired
+comparisons (``paired.csv``: DAS - uniform, - full, - das_prior and - DPS; das_from_prior - uniform, - das_prior and
+- DAS; mean over seeds with a paired bootstrap 95% interval over test cases) are rewritten after every row and say
+when the table is partial.
 ``--backbone resnet18_3d`` adds the bundles' ``configs/backbone_resnet3d.json`` and writes
 ``accuracy_resnet18_3d.*`` (end-to-end recipe only).
 """
@@ -60,15 +63,17 @@ DATASETS = {
 }
 #: folds of the COVID-BLUES targets' cross-validation (the bundle's num_folds)
 FOLDS = 5
-METHODS = ("full", "random", "uniform", "dps", "adps", "das", "das_prior", "das_segments")
+METHODS = ("full", "random", "uniform", "dps", "adps", "das", "das_prior", "das_from_prior", "das_segments")
 #: bundle overrides that make a method (default: ``sampler_name`` = the method)
-METHOD_OVERRIDES = {"das_prior": {"sampler_name": "das", "sampler_lr_scale": 0}}
+METHOD_OVERRIDES = {"das_prior": {"sampler_name": "das", "sampler_lr_scale": 0},
+                    "das_from_prior": {"sampler_name": "das", "head_epochs": 30}}
 RECIPES = ("staged", "end_to_end")
 #: the comparisons of the paired table: (method A, method B), A - B
-COMPARISONS = (("das", "uniform"), ("das", "full"), ("das", "das_prior"), ("das", "dps"))
+COMPARISONS = (("das", "uniform"), ("das", "full"), ("das", "das_prior"), ("das", "dps"),
+               ("das_from_prior", "uniform"), ("das_from_prior", "das_prior"), ("das_from_prior", "das"))
 #: overrides read only by train_staged.json: they do not change the full-sequence teacher
 STAGED_ONLY = ("staged_epochs", "staged_batch_size", "rank_weight", "rank_temperature", "rank_target",
-               "finetune_epochs", "finetune_learning_rate")
+               "finetune_epochs", "finetune_learning_rate", "head_epochs")
 KEY_FIELDS = ["dataset", "method", "recipe", "seed", "sampling_ratio", "image_size", "epochs", "overrides"]
 FIELDS = KEY_FIELDS + ["test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss", "train_seconds", "device",
                        "predictions"]

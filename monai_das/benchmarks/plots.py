@@ -33,7 +33,8 @@ __all__ = ["plot_accuracy", "plot_adaptivity", "plot_latency", "main"]
 
 RATIO_METHODS = ("das", "dps", "uniform")
 COLOURS = {"full": "#4d4d4d", "random": "#9e9e9e", "uniform": "#1f77b4", "dps": "#2ca02c", "adps": "#9467bd",
-           "das": "#e4572e", "das_prior": "#8c564b", "das_segments": "#f2a541"}
+           "das": "#e4572e", "das_prior": "#8c564b", "das_from_prior": "#6a4c93",
+           "das_segments": "#f2a541"}
 
 
 def _save(fig, path: Path) -> Path:

@@ -137,7 +137,7 @@ def test_staged_training_keeps_the_teacher_backbone_and_saves_what_the_network_c
     head_before = net.head.state_dict()["1.weight"].clone()
     out = tmp_path / "model.pt"
     history = train_sampler_staged(student, path, data(32, seed=1), data(16, seed=2), out, epochs=2,
-                                   sampler_lr_scale=scale, batch_size=8, log_dir=str(tmp_path / "logs"))
+                                   head_epochs=0, sampler_lr_scale=scale, batch_size=8, log_dir=str(tmp_path / "logs"))
     assert len(history["loss"]) == len(history["val_auc"]) == 2
     assert all(0.0 <= auc <= 1.0 for auc in history["val_auc"])
     state = torch.load(out, weights_only=True)
@@ -204,7 +204,7 @@ def test_batchnorm_statistics_are_the_exact_moments_of_the_eval_mode_picks():
 def test_finetuning_keeps_the_better_state_by_validation_auc(teacher, tmp_path):
     _, path = teacher
     history = train_sampler_staged(classifier("das"), path, data(16, seed=1), data(16, seed=2), tmp_path / "m.pt",
-                                   epochs=1, batch_size=8, finetune_epochs=1)
+                                   epochs=1, head_epochs=0, batch_size=8, finetune_epochs=1)
     assert len(history["finetune_val_auc"]) == 1 and 0.0 <= history["finetune_val_auc"][0] <= 1.0
     fresh = classifier("das")
     fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
@@ -216,6 +216,26 @@ def test_finetuning_keeps_the_better_state_by_validation_auc(teacher, tmp_path):
 
     auc = float(compute_roc_auc(prob, torch.nn.functional.one_hot(torch.tensor([v["label"] for v in val]), 2)))
     assert math.isclose(auc, max(history["val_auc"][0], history["finetune_val_auc"][0]), abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.0])
+def test_head_epochs_train_the_head_on_the_prior_picks_before_the_sampler_learns(teacher, tmp_path, scale):
+    _, path = teacher
+    student = classifier("das")
+    prior = {k: v.clone() for k, v in student.sampler.state_dict().items()}
+    learning_steps = []
+    student.sampler.register_forward_hook(lambda *_: learning_steps.append(torch.is_grad_enabled()))
+    history = train_sampler_staged(student, path, data(16, seed=1), data(16, seed=2), tmp_path / "m.pt", epochs=1,
+                                   batch_size=8, head_epochs=2, sampler_lr_scale=scale)
+    # 2 head epochs, then 1 with the sampler (2 steps of 8); a sampler that does not learn gets no head phase
+    assert len(history["val_auc"]) == (3 if scale > 0 else 1)
+    assert sum(learning_steps) == (2 if scale > 0 else 0)
+    saved = torch.load(tmp_path / "m.pt", weights_only=True)
+    at_prior = all(torch.equal(saved[f"sampler.{k}"], v) for k, v in prior.items())
+    best_epoch = history["val_auc"].index(max(history["val_auc"]))
+    assert at_prior == (scale == 0 or best_epoch < 2)  # the best state of either phase is the one kept
+    with pytest.raises(ValueError, match="head_epochs >= 0"):
+        train_sampler_staged(classifier("das"), path, data(4, 1), data(4, 2), tmp_path / "n.pt", head_epochs=-1)
 
 
 def test_frame_features_are_cached_per_teacher(teacher, tmp_path, caplog):
