@@ -315,7 +315,9 @@ def summarise(rows: list[dict], paired: list[dict], expected: int, commands: lis
     lines += [
         "Mean +- standard deviation over seeds of the test-split metrics. Each run is the dataset's bundle; the",
         "`full` rows are the full-sequence models trained end to end, which are also the teachers of the `staged`",
-        "recipe (see `monai_das/benchmarks/accuracy.py`); `das_prior` is DAS with its sampler left untrained.",
+        "recipe (see `monai_das/benchmarks/accuracy.py`); `das_prior` is DAS with its sampler left untrained;",
+        "`das_from_prior` is DAS whose head first learns alone on the prior's picks (`head_epochs=30`) before the",
+        "sampler learns, keeping the best validation state of both phases.",
         "",
         "| dataset | recipe | k/T | method | seeds | test AUC | balanced accuracy | accuracy | image | epochs | overrides "
         "| train s/run |",
