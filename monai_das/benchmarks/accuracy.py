@@ -17,8 +17,8 @@ Every run is tested with ``configs/evaluate.json``, whose per-case test predicti
 copied to ``<results_dir>/predictions/``. One CSV row is appended as soon as a run finishes; a row is keyed on every
 option that changes it (dataset, method, recipe, seed, sampling ratio, image size, epochs, overrides), and finished
 rows are skipped on restart; a training cut off resumes from its ``last.pt``. The Markdown table and the paired
-comparisons (``paired.csv``: DAS - uniform, - full, - das_prior and - DPS; das_from_prior - uniform, - das_prior and
-- DAS; mean over seeds with a paired bootstrap 95% interval over test cases) are rewritten after every row and say
+comparisons (``paired.csv``: DAS - uniform, - full, - das_prior and - DPS; das_from_prior - uniform, - full, - das_prior
+and - DAS; mean over seeds with a paired bootstrap 95% interval over test cases) are rewritten after every row and say
 when the table is partial.
 ``--backbone resnet18_3d`` adds the bundles' ``configs/backbone_resnet3d.json`` and writes
 ``accuracy_resnet18_3d.*`` (end-to-end recipe only).
@@ -70,7 +70,8 @@ METHOD_OVERRIDES = {"das_prior": {"sampler_name": "das", "sampler_lr_scale": 0},
 RECIPES = ("staged", "end_to_end")
 #: the comparisons of the paired table: (method A, method B), A - B
 COMPARISONS = (("das", "uniform"), ("das", "full"), ("das", "das_prior"), ("das", "dps"),
-               ("das_from_prior", "uniform"), ("das_from_prior", "das_prior"), ("das_from_prior", "das"))
+               ("das_from_prior", "uniform"), ("das_from_prior", "full"), ("das_from_prior", "das_prior"),
+               ("das_from_prior", "das"))
 #: overrides read only by train_staged.json: they do not change the full-sequence teacher
 STAGED_ONLY = ("staged_epochs", "staged_batch_size", "rank_weight", "rank_temperature", "rank_target",
                "finetune_epochs", "finetune_learning_rate", "head_epochs")
