@@ -212,7 +212,9 @@ def train_sampler_staged(
             seed-0 and seed-1 teachers, 30 head epochs vs 0): Adrenal 0.772 vs 0.746, 0.803 vs 0.806, 0.804 vs
             0.804, 0.801 vs 0.792, 0.808 vs 0.799, 0.801 vs 0.799; Vessel 0.799 vs 0.797, 0.818 vs 0.806, 0.798 vs
             0.800, 0.736 vs 0.757, 0.780 vs 0.775, 0.765 vs 0.771: a tie on average (+0.003), so the default stays 0
-            and the benchmark runs it as its own method, ``das_from_prior``.
+            and the benchmark runs it as its own method, ``das_from_prior``. On test it ties with DAS too (5 seeds,
+            both sets, every budget: mean difference -0.009 to +0.003, every paired interval containing 0;
+            ``benchmarks/results/accuracy.md``).
         feature_cache: a file that keeps the cached features of this teacher, so that the other samplers and
             budgets trained on it skip stage 2 (reused only when the teacher's sha256 and the dataset sizes match).
         network_config: an object with ``state_dict()`` (the bundles' ``NetworkConfig``) saved next to the weights
