@@ -40,16 +40,15 @@ _INFO: dict[str, Any] | None = None
 
 
 def _load_info() -> dict[str, Any]:
-    """``medmnist.info.INFO``; loads ``info.py`` alone if the package's ``__init__`` cannot be imported."""
+    """``medmnist.info.INFO``, read from the package's ``info.py`` alone.
+
+    Importing ``medmnist`` itself needs its dependencies (pandas among them), which ``pip install medmnist --no-deps``
+    leaves out, and prints "Please install the required packages first" without them; its INFO table is a plain
+    module that needs none of them.
+    """
     global _INFO
     if _INFO is not None:
         return _INFO
-    info, ok = optional_import("medmnist.info", name="INFO")
-    if ok:
-        _INFO = dict(info)
-        return _INFO
-    # the package may be installed but fail to import as a whole (e.g. an optional dependency of
-    # medmnist.dataset is missing): its INFO table is a plain module without imports worth having.
     spec = importlib.util.find_spec("medmnist")
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     for loc in locations:

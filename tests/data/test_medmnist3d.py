@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -163,3 +164,13 @@ def test_real_adrenal_smoke():
     item = ds[0]
     assert item["image"].shape == (1, 28, 28, 28)
     assert 0.0 <= float(item["image"].min()) <= float(item["image"].max()) <= 1.0
+
+
+def test_medmnist_facts_are_read_without_importing_the_package(monkeypatch, capfd):
+    # the package's __init__ needs pandas (left out by --no-deps) and prints an install hint without it
+    monkeypatch.setattr(mm, "_INFO", None)
+    monkeypatch.delitem(sys.modules, "medmnist", raising=False)
+    info = mm._load_info()
+    assert info["adrenalmnist3d"]["label"] == {"0": "normal", "1": "hyperplasia"}
+    assert "medmnist" not in sys.modules
+    assert "Please install" not in capfd.readouterr().out
