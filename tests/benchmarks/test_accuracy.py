@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monai_das.benchmarks import accuracy
+from benchmarks import accuracy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundles"))
 from bundle_test_data import write_covid_blues  # noqa: E402

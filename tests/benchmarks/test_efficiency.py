@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from monai_das.benchmarks import efficiency
-from monai_das.benchmarks.efficiency import FIELDS, ConfigBench, measure_config, merge_rows, run_benchmark, write_markdown
+from benchmarks import efficiency
+from benchmarks.efficiency import FIELDS, ConfigBench, measure_config, merge_rows, run_benchmark, write_markdown
 
 
 

@@ -7,8 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from monai_das.benchmarks import plots
-from monai_das.benchmarks.efficiency import FIELDS as EFFICIENCY_FIELDS
+from benchmarks import plots
+from benchmarks.efficiency import FIELDS as EFFICIENCY_FIELDS
 
 image = pytest.importorskip("matplotlib.image")
 

@@ -3,7 +3,7 @@
 On the synthetic task the class shows in 2 consecutive frames of 32, at a position that changes per sample. Keeping
 k = T/4 = 8 frames, uniform sampling sees the evidence in about half of the inputs, so it cannot exceed ~75 %
 accuracy; DAS finds the evidence frames per input. A short CPU training (a small 2D CNN backbone, the same recipe for
-both samplers, the one of ``python -m monai_das.benchmarks.adaptivity``, with the BatchNorm statistics re-estimated on
+both samplers, the one of ``python -m benchmarks.adaptivity``, with the BatchNorm statistics re-estimated on
 the eval-mode picks) must show DAS ahead of uniform by a clear margin, for every seed tried.
 
 Why two seeds and the re-estimation: without it, the accuracy of one seeded DAS training swung between 0.50 and 0.90
@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_das.benchmarks.adaptivity import synthetic_split, train_and_test
+from benchmarks.adaptivity import synthetic_split, train_and_test
 
 
 @pytest.fixture(scope="module")

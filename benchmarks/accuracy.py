@@ -1,6 +1,6 @@
 """Accuracy benchmark: every sampler at every budget on every dataset under one protocol, through the bundles.
 
-    python -m monai_das.benchmarks.accuracy --datasets vessel adrenal --methods full uniform dps das das_prior \\
+    python -m benchmarks.accuracy --datasets vessel adrenal --methods full uniform dps das das_prior \\
         --ratios 0.125 0.25 0.5 --seeds 3 --recipe staged --device cpu --jobs 2
 
 Recipes (the same for every method of a dataset; only how the sampler itself is trained differs):
@@ -43,11 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_das.benchmarks.paired import paired_difference, read_predictions
+from benchmarks.paired import paired_difference, read_predictions
 
 __all__ = ["DATASETS", "METHODS", "RECIPES", "append_row", "read_rows", "run_key", "main"]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 #: short name -> (bundle folder, data folder relative to the workplace's shared data, or None for generated data)
 DATASETS = {
     "vessel": ("vesselmnist3d_das_classification", "medmnist3d"),
@@ -141,7 +141,7 @@ def _bundle_value(config: dict, key: str):
 
 def run_key(dataset: str, method: str, seed: int, ratio: float, args) -> dict:
     """The fields that identify a run: everything that changes its result."""
-    config = json.loads((REPO / "bundles" / DATASETS[dataset][0] / "configs" / "train.json").read_text())
+    config = json.loads((Path(args.bundles_dir) / DATASETS[dataset][0] / "configs" / "train.json").read_text())
     image_size = args.set.get("image_size", args.set.get("frame_size", _bundle_value(config, "frame_size")))
     return {
         "dataset": dataset,
@@ -207,7 +207,7 @@ class Benchmark:
         """Train (unless its ``train.done`` exists) and test one run; its row, or None when a step failed."""
         key = run_key(dataset, method, seed, ratio, self.args)
         run_dir = self.work_dir / run_name(key, self.args)
-        bundle = REPO / "bundles" / DATASETS[dataset][0]
+        bundle = Path(self.args.bundles_dir) / DATASETS[dataset][0]
         extra = BACKBONE_CONFIGS[self.args.backbone]
         overrides = self._overrides(dataset, method, seed, ratio, run_dir)
         staged = key["recipe"] == "staged"
@@ -316,7 +316,7 @@ def summarise(rows: list[dict], paired: list[dict], expected: int, commands: lis
     lines += [
         "Mean +- standard deviation over seeds of the test-split metrics. Each run is the dataset's bundle; the",
         "`full` rows are the full-sequence models trained end to end, which are also the teachers of the `staged`",
-        "recipe (see `monai_das/benchmarks/accuracy.py`); `das_prior` is DAS with its sampler left untrained;",
+        "recipe (see `benchmarks/accuracy.py`); `das_prior` is DAS with its sampler left untrained;",
         "`das_from_prior` is DAS whose head first learns alone on the prior's picks (`head_epochs=30`) before the",
         "sampler learns, keeping the best validation state of both phases.",
         "",
@@ -395,8 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=None, help="override the bundle's epochs (CPU fallback)")
-    parser.add_argument("--data_root", default=str(REPO.parent / "shared" / "data"),
-                        help="folder holding medmnist3d/ and ultrasound/covid_blues/")
+    parser.add_argument("--data_root", default=None,
+                        help="folder holding medmnist3d/ and ultrasound/covid_blues/ (needed by every dataset but "
+                             "synthetic)")
+    parser.add_argument("--bundles_dir", default=str(REPO / "bundles"), help="folder holding the bundles")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--work_dir", default=str(REPO / "runs" / "benchmark"), help="checkpoints and logs")
     parser.add_argument("--jobs", type=int, default=1,
@@ -414,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     args.set = dict(args.set)
     if args.seeds > FOLDS and any(d.startswith("covid_blues_") for d in args.datasets):
         parser.error(f"covid_blues_<target> runs one row per fold: --seeds must be <= {FOLDS}")
+    if args.data_root is None and any(DATASETS[d][1] is not None for d in args.datasets):
+        parser.error("--data_root is required: the folder holding medmnist3d/ and ultrasound/covid_blues/")
     if args.backbone != "mobilenet_v3_small" and args.recipe == "staged":
         parser.error("--backbone resnet18_3d needs --recipe end_to_end (the staged recipe pools 2D frame features)")
 
@@ -428,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     given = argv if argv is not None else sys.argv[1:]
     # as run from the repository root: absolute paths are written relative to it, so the command runs on any clone
     shown = [os.path.relpath(a, REPO) if os.path.isabs(a) else a for a in given if a != "--summary_only"]
-    command = "python -m monai_das.benchmarks.accuracy " + shlex.join(shown)
+    command = "python -m benchmarks.accuracy " + shlex.join(shown)
 
     # seed-major, then dataset: every dataset gets each seed early when the run is cut short
     groups = [(d, s) for s in range(args.seeds) for d in args.datasets]

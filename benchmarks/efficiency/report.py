@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_das.benchmarks.efficiency.measure import frames_kept
-from monai_das.benchmarks.efficiency.rows import num, same_k_adps, setting
+from benchmarks.efficiency.measure import frames_kept
+from benchmarks.efficiency.rows import num, same_k_adps, setting
 
 __all__ = ["TARGETS", "batch_targets", "fmt", "targets_lines", "write_markdown"]
 

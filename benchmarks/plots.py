@@ -1,6 +1,6 @@
 """Figures of the benchmark results, drawn from their CSV files.
 
-    python -m monai_das.benchmarks.plots [--results_dir benchmarks/results]
+    python -m benchmarks.plots [--results_dir benchmarks/results]
 
 Writes, next to the CSV files it finds (a missing file skips its figure):
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from monai.utils import optional_import
 
-from monai_das.benchmarks.accuracy import METHODS, REPO, read_rows
+from benchmarks.accuracy import METHODS, REPO, read_rows
 
 Figure, _ = optional_import("matplotlib.figure", name="Figure")
 FigureCanvasAgg, _ = optional_import("matplotlib.backends.backend_agg", name="FigureCanvasAgg")

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from monai_das.benchmarks.efficiency.rows import FIELDS, METRIC_FIELDS
+from benchmarks.efficiency.rows import FIELDS, METRIC_FIELDS
 
 __all__ = ["ConfigBench", "MIN_REPEATS", "PeakMemory", "build_model", "count_flops", "device_name", "frames_kept",
            "measure_config", "measure_group", "mode_name", "other_runnable_threads", "short_error", "time_callable"]

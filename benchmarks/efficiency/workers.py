@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from monai_das.benchmarks.efficiency.measure import ConfigBench, device_name, mode_name, short_error
-from monai_das.benchmarks.efficiency.rows import FIELDS, METRIC_FIELDS
+from benchmarks.efficiency.measure import ConfigBench, device_name, mode_name, short_error
+from benchmarks.efficiency.rows import FIELDS, METRIC_FIELDS
 
 __all__ = ["REPO", "SubprocessBench", "failed_row", "serve_worker"]
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 RESULT_TAG = "EFFICIENCY_RESULT "
 
@@ -28,7 +28,7 @@ class SubprocessBench:
         self.spec = spec
         self.failed = ""
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        cmd = [sys.executable, "-m", "monai_das.benchmarks.efficiency", "--worker", json.dumps(spec)]
+        cmd = [sys.executable, "-m", "benchmarks.efficiency", "--worker", json.dumps(spec)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                      text=True, cwd=REPO, bufsize=1)
         self._ready = False

@@ -1,6 +1,6 @@
 """Input adaptivity on the synthetic task: where static sampling fails and DAS does not.
 
-    python -m monai_das.benchmarks.adaptivity [--methods ...] [--ratios 0.25 0.5] [--seeds 2]
+    python -m benchmarks.adaptivity [--methods ...] [--ratios 0.25 0.5] [--seeds 2]
 
 The class shows in 2 consecutive frames of 32, at a position that changes per input. Every method trains the same
 small 2D CNN with the same recipe (Adam 1e-3, batch 16, 14 epochs, 384 training and 256 test sequences); the table
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from monai_das.benchmarks.accuracy import append_row, read_rows
+from benchmarks.accuracy import append_row, read_rows
 from monai_das.data import evidence_hit_rate, make_synthetic_sequences
 from monai_das.engines import recalibrate_batchnorm
 from monai_das.networks.nets import SubsampledClassifier, get_sampler, samples_for_ratio
@@ -30,7 +30,7 @@ from monai_das.networks.nets import SubsampledClassifier, get_sampler, samples_f
 __all__ = ["small_backbone", "train_and_test", "synthetic_split", "main"]
 
 NUM_FRAMES = 32
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def small_backbone() -> nn.Module:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         hit = np.array([float(r["evidence_hit_rate"]) for r in group])
         lines.append(f"| {method} | {ratio:g} | {group[0]['k']} | {len(group)} | {acc.mean():.3f} +- {acc.std():.3f} "
                      f"| {hit.mean():.3f} +- {hit.std():.3f} |")
-    command = "python -m monai_das.benchmarks.adaptivity " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.adaptivity " + shlex.join(argv if argv is not None else sys.argv[1:])
     lines += ["", f"Command: `{command}`", "",
               f"Machine: {platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), "
               f"{os.cpu_count()} CPUs, shared with other jobs", ""]

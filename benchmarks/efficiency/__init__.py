@@ -1,6 +1,6 @@
 """Efficiency benchmark: latency, throughput, FLOPs and peak memory of every sampler against the full sequence.
 
-    python -m monai_das.benchmarks.efficiency --device cpu --frames 28 64 --batch 1 64 \\
+    python -m benchmarks.efficiency --device cpu --frames 28 64 --batch 1 64 \\
         --methods full uniform random dps adps das [--compile] [--trace]
 
 For every sequence length T in ``--frames`` (frames of T x T pixels, one channel: the MedMNIST3D 28^3 and 64^3

@@ -1,4 +1,4 @@
-"""The efficiency benchmark's command line: ``python -m monai_das.benchmarks.efficiency``."""
+"""The efficiency benchmark's command line: ``python -m benchmarks.efficiency``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_das.benchmarks.efficiency.measure import MIN_REPEATS, ConfigBench, measure_group, other_runnable_threads
-from monai_das.benchmarks.efficiency.report import fmt, write_markdown
-from monai_das.benchmarks.efficiency.rows import METHODS, merge_rows, read_rows, write_csv
-from monai_das.benchmarks.efficiency.workers import REPO, SubprocessBench, serve_worker
+from benchmarks.efficiency.measure import MIN_REPEATS, ConfigBench, measure_group, other_runnable_threads
+from benchmarks.efficiency.report import fmt, write_markdown
+from benchmarks.efficiency.rows import METHODS, merge_rows, read_rows, write_csv
+from benchmarks.efficiency.workers import REPO, SubprocessBench, serve_worker
 
 __all__ = ["main", "run_benchmark"]
 
@@ -36,7 +36,7 @@ def run_benchmark(frames: list[int], batches: list[int], methods: list[str], dev
     results_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = results_dir / "efficiency.csv", results_dir / "efficiency.md"
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    meta = {"date": date, "command": command or "python -m monai_das.benchmarks.efficiency",
+    meta = {"date": date, "command": command or "python -m benchmarks.efficiency",
             "platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__}
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     old = read_rows(csv_path)
@@ -83,7 +83,7 @@ def _write(csv_path: Path, md_path: Path, old: list[dict], measured: list[dict],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m monai_das.benchmarks.efficiency",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.efficiency",
                                      description="Latency, throughput, FLOPs and memory of every sampler vs full.")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--frames", nargs="+", type=int, default=[28, 64], help="T (frames are T x T pixels)")
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             parser.error("--device cuda but torch.cuda.is_available() is False")
-    command = "python -m monai_das.benchmarks.efficiency " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.efficiency " + shlex.join(argv if argv is not None else sys.argv[1:])
     run_benchmark(args.frames, args.batch, args.methods, args.device, args.repeats, args.warmup, args.compile,
                   args.results_dir, command.strip(), isolate=not args.in_process,
                   time_budget=args.time_budget or None, threads=args.threads, ratios=tuple(args.ratios),
