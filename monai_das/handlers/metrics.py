@@ -7,35 +7,39 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.utils import IgniteInfo, evenly_divisible_all_gather, min_version, optional_import
+from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_das.utils.class_indices import to_class_indices
 
-balanced_accuracy_score, _has_sklearn = optional_import("sklearn.metrics", name="balanced_accuracy_score")
+sklearn_metrics, _has_sklearn = optional_import("sklearn.metrics")
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
-NotComputableError, _ = optional_import(
-    "ignite.exceptions", IgniteInfo.OPT_IMPORT_VERSION, min_version, "NotComputableError"
-)
 if TYPE_CHECKING:
-    from ignite.metrics import Metric
-    from ignite.metrics.metric import reinit__is_reduced
+    from ignite.metrics import EpochMetric
 else:
-    Metric, _ = optional_import("ignite.metrics", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Metric", as_type="base")
-    reinit__is_reduced, _ = optional_import(
-        "ignite.metrics.metric", IgniteInfo.OPT_IMPORT_VERSION, min_version, "reinit__is_reduced", as_type="decorator"
+    EpochMetric, _ = optional_import(
+        "ignite.metrics", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EpochMetric", as_type="base"
     )
 
 __all__ = ["BalancedAccuracy", "QuadraticWeightedKappa", "quadratic_weighted_kappa"]
 
+PADDING = -1  # class index of the entries that make every process's share the same length before ignite gathers
+
+
+def _check_num_classes(num_classes: Any) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+    return int(num_classes)
+
+
+def _require_sklearn(user: str) -> None:
+    if not _has_sklearn:
+        raise RuntimeError(f"{user} needs scikit-learn; install it with `pip install scikit-learn`.")
+
 
 def quadratic_weighted_kappa(y_true: Any, y_pred: Any, num_classes: int) -> float:
-    """Cohen's kappa with quadratic weights, for ordinal classes ``0 .. num_classes - 1``.
-
-    ``kappa = 1 - sum(W * O) / sum(W * E)`` with ``O`` the confusion matrix (rows: true class), ``E`` the outer
-    product of its row and column sums divided by the number of samples (the counts expected by chance), and
-    ``W[i, j] = (i - j)^2 / (num_classes - 1)^2``: 1 for perfect agreement, 0 for chance, negative below chance;
-    scikit-learn's ``cohen_kappa_score(..., weights="quadratic", labels=range(num_classes))``. A class absent from
-    both still counts in the distances, so ``0`` against ``3`` weighs 9 times ``0`` against ``1``.
+    """Cohen's kappa with quadratic weights for ordinal classes ``0 .. num_classes - 1``: scikit-learn's
+    ``cohen_kappa_score(weights="quadratic")`` with the labels fixed to ``range(num_classes)``, so that a class absent
+    from both still counts in the distances (``0`` against ``3`` weighs 9 times ``0`` against ``1``).
 
     Args:
         y_true: ``(N,)`` true class indices.
@@ -43,77 +47,75 @@ def quadratic_weighted_kappa(y_true: Any, y_pred: Any, num_classes: int) -> floa
         num_classes: number of classes (at least 2).
 
     Returns:
-        the kappa, or NaN when it is undefined (no sample, or every sample in one class, predicted as that class).
+        1 for perfect agreement, 0 for chance, negative below chance; NaN when undefined (every sample in one class,
+        predicted as that class).
 
     Raises:
         ValueError: for ``num_classes`` below 2, different lengths, or an index outside ``[0, num_classes)``.
+        RuntimeError: when scikit-learn is not installed.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+    num_classes = _check_num_classes(num_classes)
     t, p = np.asarray(y_true, dtype=np.int64).reshape(-1), np.asarray(y_pred, dtype=np.int64).reshape(-1)
     if t.shape != p.shape:
         raise ValueError(f"y_true and y_pred must hold the same number of samples, got {t.size} and {p.size}.")
     bad = [int(v) for v in np.concatenate([t, p]) if not 0 <= v < num_classes]
     if bad:
         raise ValueError(f"class indices must be in [0, {num_classes}), got {bad[:5]}.")
-    observed = np.zeros((num_classes, num_classes))
-    np.add.at(observed, (t, p), 1.0)
-    expected = np.outer(observed.sum(1), observed.sum(0)) / max(t.size, 1)
-    idx = np.arange(num_classes)
-    weights = (idx[:, None] - idx[None, :]) ** 2 / (num_classes - 1) ** 2
-    chance = float((weights * expected).sum())
-    return float("nan") if chance == 0.0 else 1.0 - float((weights * observed).sum()) / chance
+    _require_sklearn("quadratic_weighted_kappa")
+    return float(sklearn_metrics.cohen_kappa_score(t, p, weights="quadratic", labels=np.arange(num_classes)))
 
 
-class _EpochClassIndexMetric(Metric):
-    """Accumulates predicted and true class indices over an epoch (gathered from every process in distributed
-    runs) and scores them once at the end with :meth:`score`."""
+class _ClassIndexEpochMetric(EpochMetric):
+    """ignite's ``EpochMetric`` over class indices: ``update`` turns ``(y_pred, y)`` in any of the forms of
+    :func:`~monai_das.utils.class_indices.to_class_indices` into ``(B,)`` indices, and ``score`` sees the indices of
+    the whole epoch, from every process.
+
+    ignite gathers with one ``all_gather`` of equal-length tensors, but a validation ``DistributedSampler`` with
+    ``even_divisible=False`` gives the processes shares of different lengths; ``compute`` therefore first pads each
+    share to the longest with ``PADDING`` entries (through the public ``update``), which ``score`` never sees.
+    """
 
     def __init__(self, output_transform: Callable, threshold: float, device: str | torch.device) -> None:
         self.threshold = float(threshold)
-        self._preds: list[torch.Tensor] = []
-        self._targets: list[torch.Tensor] = []
-        super().__init__(output_transform=output_transform, device=device)
+        super().__init__(self._score_valid, output_transform=output_transform, check_compute_fn=False, device=device)
 
-    @reinit__is_reduced
     def reset(self) -> None:
-        self._preds = []
-        self._targets = []
+        super().reset()
+        self.num_samples = 0
 
-    @reinit__is_reduced
     def update(self, output: Sequence[Any]) -> None:
         """Add one batch ``(y_pred, y)``."""
         if not isinstance(output, Sequence) or len(output) != 2:
             raise TypeError(
                 f"{type(self).__name__} expects (y_pred, y) from output_transform, got {type(output).__name__}."
             )
-        y_pred, y = output
-        pred = to_class_indices(y_pred, threshold=self.threshold, name="y_pred")
-        target = to_class_indices(y, name="y")
+        pred = to_class_indices(output[0], threshold=self.threshold, name="y_pred")
+        target = to_class_indices(output[1], name="y")
         if pred.shape[0] != target.shape[0]:
             raise ValueError(
                 f"y_pred and y must hold the same number of samples, got {pred.shape[0]} and {target.shape[0]}."
             )
-        self._preds.append(pred)
-        self._targets.append(target)
-
-    @staticmethod
-    def _gather(values: torch.Tensor) -> torch.Tensor:
-        """Concatenate ``values`` from every process (they may hold different numbers of samples)."""
-        return evenly_divisible_all_gather(values.to(idist.device()), concat=True).cpu()
-
-    def score(self, targets: np.ndarray, preds: np.ndarray) -> float:
-        raise NotImplementedError
+        super().update((pred, target))
+        self.num_samples += pred.shape[0]
 
     def compute(self) -> float:
-        if not self._preds:
-            raise NotComputableError(f"{type(self).__name__} must have at least one example before it can be computed.")
-        preds = self._gather(torch.cat(self._preds))
-        targets = self._gather(torch.cat(self._targets))
-        return self.score(targets.numpy(), preds.numpy())
+        longest = int(idist.all_reduce(self.num_samples, op="MAX")) if idist.get_world_size() > 1 else 0
+        if longest > self.num_samples:
+            padding = torch.full((longest - self.num_samples,), PADDING, dtype=torch.long)
+            super().update((padding, padding))
+            self.num_samples = longest
+        return super().compute()
+
+    def _score_valid(self, preds: torch.Tensor, targets: torch.Tensor) -> float:
+        keep = targets != PADDING
+        return self.score(targets[keep].cpu().numpy(), preds[keep].cpu().numpy())
+
+    def score(self, targets: np.ndarray, preds: np.ndarray) -> float:
+        """The metric of the epoch from ``(N,)`` true and predicted class indices."""
+        raise NotImplementedError
 
 
-class BalancedAccuracy(_EpochClassIndexMetric):
+class BalancedAccuracy(_ClassIndexEpochMetric):
     """Balanced accuracy over an epoch: the mean of the per-class recalls (sklearn's ``balanced_accuracy_score``).
 
     Unlike plain accuracy it is not inflated by a majority class: on 90 negatives and 10 positives, predicting
@@ -153,12 +155,11 @@ class BalancedAccuracy(_EpochClassIndexMetric):
         super().__init__(output_transform=output_transform, threshold=threshold, device=device)
 
     def score(self, targets: np.ndarray, preds: np.ndarray) -> float:
-        if not _has_sklearn:
-            raise RuntimeError("BalancedAccuracy needs scikit-learn; install it with `pip install scikit-learn`.")
-        return float(balanced_accuracy_score(targets, preds, adjusted=self.adjusted))
+        _require_sklearn("BalancedAccuracy")
+        return float(sklearn_metrics.balanced_accuracy_score(targets, preds, adjusted=self.adjusted))
 
 
-class QuadraticWeightedKappa(_EpochClassIndexMetric):
+class QuadraticWeightedKappa(_ClassIndexEpochMetric):
     """Quadratic-weighted Cohen's kappa over an epoch (:func:`quadratic_weighted_kappa`), the agreement measure for
     ordinal classes such as a severity score: a prediction two grades off costs four times one grade off.
 
@@ -172,7 +173,9 @@ class QuadraticWeightedKappa(_EpochClassIndexMetric):
         device: device of the metric's state.
 
     Raises:
-        ValueError: at ``compute`` for a class index outside ``[0, num_classes)``.
+        ValueError: at construction for ``num_classes`` below 2; at ``compute`` for a class index outside
+            ``[0, num_classes)``.
+        RuntimeError: at ``compute`` when scikit-learn is not installed.
         ignite.exceptions.NotComputableError: at ``compute`` when no sample was seen.
     """
 
@@ -183,9 +186,7 @@ class QuadraticWeightedKappa(_EpochClassIndexMetric):
         threshold: float = 0.5,
         device: str | torch.device = "cpu",
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
-        self.num_classes = int(num_classes)
+        self.num_classes = _check_num_classes(num_classes)
         super().__init__(output_transform=output_transform, threshold=threshold, device=device)
 
     def score(self, targets: np.ndarray, preds: np.ndarray) -> float:
