@@ -2,6 +2,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from slow_tier import TESTS, is_slow
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests of the files ``slow_tier.py`` names as ``slow``."""
+    for item in items:
+        if item.path.resolve().is_relative_to(TESTS) and is_slow(item.path):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
