@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-SLOW_FOLDERS = ("bundles", "integration")
+SLOW_FOLDERS = ("bundles", "engines", "integration")
 SLOW_FILES = (
     "apps/test_export.py",
     "apps/test_monailabel.py",
     "apps/test_predict.py",
     "benchmarks/test_accuracy.py",
     "benchmarks/test_efficiency.py",
-    "engines/test_staged_sampler_training.py",
     "handlers/test_metrics_distributed.py",
     "handlers/test_sampler_tensorboard_handler.py",
     "reliability/test_checkpoint_errors.py",
@@ -26,6 +25,7 @@ SLOW_FILES = (
     "reliability/test_training_state.py",
     "reliability/test_validation_split.py",
     "reliability/test_variable_length.py",
+    "test_optional_dependencies.py",
 )
 
 

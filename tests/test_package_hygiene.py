@@ -3,6 +3,8 @@
 - no module reads a private attribute (``x._name``, ``getattr(x, "_name")``) of another library (MONAI, MONAI Label,
   ignite, torch), nor imports a private name from them;
 - no file over 450 lines, no function over 80 lines;
+- one licence policy: the Apache-2.0 text in ``LICENSE``, its SPDX name in ``pyproject.toml``, no per-file licence
+  header in the project's Python files;
 - the slow-tier files named in ``tests/slow_tier.py`` exist (a renamed file would silently join the quick tier).
 
 Files that break a rule today while another change rewrites them are listed in ``KNOWN_*`` as strict expected
@@ -12,12 +14,14 @@ failures: once the rewrite lands, the test passes, pytest reports XPASS as a fai
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 from slow_tier import SLOW_FILES, SLOW_FOLDERS, TESTS
 
-PACKAGE = TESTS.parent / "monai_das"
+ROOT = TESTS.parent
+PACKAGE = ROOT / "monai_das"
 MODULES = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py"))
 OTHER_LIBRARIES = ("torch", "monai", "ignite", "monailabel")
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 450, 80
@@ -176,3 +180,22 @@ def test_known_entries_name_existing_modules():
 def test_slow_tier_paths_exist():
     missing = [p for p in (*SLOW_FILES, *SLOW_FOLDERS) if not (TESTS / p).exists()]
     assert not missing, f"tests/slow_tier.py names slow tests that do not exist: {missing}"
+
+
+def leading_comments(path: Path) -> str:
+    """The comment lines a file starts with (a licence header would be there)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return "\n".join(line for line in lines[: next((i for i, x in enumerate(lines) if not x.startswith("#")), 0)])
+
+
+def test_one_licence_policy():
+    tomllib = pytest.importorskip("tomllib") if sys.version_info >= (3, 11) else pytest.importorskip("tomli")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    licence = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    files = [p for folder in ("monai_das", "tests", "benchmarks", "scripts") for p in (ROOT / folder).rglob("*.py")]
+    assert len(files) > 50
+    headed = [str(p.relative_to(ROOT)) for p in files
+              if any(word in leading_comments(p) for word in ("Copyright", "License", "SPDX"))]
+    assert not headed, f"per-file licence headers: {headed}"
