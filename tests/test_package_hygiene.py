@@ -44,7 +44,6 @@ KNOWN_LONG_FUNCTIONS = {
     "data/video_manifest.py": "VideoManifestDataset.__init__, 99 lines",
     "engines/staged_sampler_training.py": "train_sampler_staged, 153 lines",
     "transforms/functional.py": "load_video, 83 lines",
-    "visualize/sampling_plots.py": "frames_montage 85 lines, plot_sampling_decisions 136 lines",
 }
 
 

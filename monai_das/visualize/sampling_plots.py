@@ -46,6 +46,12 @@ def _to_indices(indices: ArrayLike, name: str = "indices") -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _check_positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return value
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     """Min-max scale to ``[0, 1]``; a constant array becomes zeros. Non-finite values are set to 0 first."""
     x = np.where(np.isfinite(x), x, 0.0)
@@ -79,8 +85,7 @@ def sampling_matrix_image(weights: ArrayLike, cell_size: int | None = None, min_
     k, t = p.shape
     if cell_size is None:
         cell_size = max(4, math.ceil(min_width / t))
-    if isinstance(cell_size, bool) or not isinstance(cell_size, int) or cell_size < 1:
-        raise ValueError(f"cell_size must be a positive integer, got {cell_size!r}.")
+    _check_positive_int(cell_size, "cell_size")
     p = np.clip(np.where(np.isfinite(p), p, 0.0), 0.0, 1.0)
     image = np.kron(p, np.ones((cell_size, cell_size)))
     return torch.from_numpy(image[None].astype(np.float32))
@@ -137,22 +142,22 @@ def frames_montage(
             raise ValueError("num_frames needs indices: the position bars show where each frame was picked.")
         if num_frames < 1 or idx.min() < 0 or idx.max() >= num_frames:
             raise ValueError(f"indices must lie in [0, num_frames = {num_frames}), got {idx.tolist()}.")
-    if ncols is None:
-        ncols = math.ceil(math.sqrt(k))
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be a positive integer, got {ncols!r}.")
+    ncols = min(_check_positive_int(math.ceil(math.sqrt(k)) if ncols is None else ncols, "ncols"), k)
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}.")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}.")
-    ncols = min(ncols, k)
-    nrows = math.ceil(k / ncols)
-
+    scale = _check_positive_int(scale, "scale")
     x = np.stack([_normalise(x[:, j]) for j in range(k)], axis=1) if per_frame else _normalise(x)
     if scale > 1:
         x = x.repeat(scale, axis=2).repeat(scale, axis=3)
-        h, w = h * scale, w * scale
-    bar = max(3, h // 8) if num_frames is not None else 0
+    return torch.from_numpy(_tile(x, ncols, padding, idx if num_frames is not None else None, num_frames))
+
+
+def _tile(x: np.ndarray, ncols: int, padding: int, indices: np.ndarray | None, num_frames: int | None) -> np.ndarray:
+    """The montage of ``x`` ``(C, k, h, w)`` in ``[0, 1]``: ``ncols`` tiles per row, white gaps of ``padding``
+    pixels, and under each tile a position bar for ``indices[j] / num_frames`` when ``indices`` is given."""
+    c, k, h, w = x.shape
+    nrows = math.ceil(k / ncols)
+    bar = max(3, h // 8) if indices is not None else 0
     tile_h = h + bar
     out = np.zeros((c, nrows * tile_h + (nrows - 1) * padding, ncols * w + (ncols - 1) * padding), np.float32)
     # the gaps between tiles are white so dark frames stay distinguishable
@@ -164,13 +169,13 @@ def frames_montage(
         r, col = divmod(j, ncols)
         y0, x0 = r * (tile_h + padding), col * (w + padding)
         out[:, y0 : y0 + h, x0 : x0 + w] = x[:, j]
-        if bar and idx is not None and num_frames is not None:
+        if indices is not None and num_frames is not None:
             out[:, y0 + h : y0 + tile_h, x0 : x0 + w] = 0.2  # the track
-            centre = (idx[j] + 0.5) / num_frames * w
+            centre = (indices[j] + 0.5) / num_frames * w
             half = max(1.0, w / num_frames / 2)
             lo, hi = int(max(0, math.floor(centre - half))), int(min(w, math.ceil(centre + half)))
             out[:, y0 + h + 1 : y0 + tile_h, x0 + lo : x0 + hi] = 1.0  # the marker
-    return torch.from_numpy(out)
+    return out
 
 
 def stack_images(images: Sequence[torch.Tensor], gap: int = 4, fill: float = 0.5) -> torch.Tensor:
@@ -275,6 +280,29 @@ def plot_sampling_decisions(
     """
     if not _has_mpl:
         raise RuntimeError("plot_sampling_decisions needs matplotlib; install it with `pip install matplotlib`.")
+    vol, picked, score_row = _check_plot_inputs(volume, indices, scores, max_strip_frames, frames_per_row)
+    t = vol.shape[1]
+    frames, rgb = _display_frames(vol)
+    is_picked = np.zeros(t, dtype=bool)
+    is_picked[picked] = True
+    fig = Figure(dpi=dpi)
+    FigureCanvasAgg(fig)
+    if t <= max_strip_frames:
+        _draw_strip(fig, frames, None if rgb else "gray", is_picked, score_row, frames_per_row)
+    else:
+        _draw_kymograph(fig, frames, None if rgb else "gray", is_picked, score_row)
+    fig.suptitle(title if title is not None else f"picked {picked.size} of {t} frames", fontsize=11)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def _check_plot_inputs(
+    volume: ArrayLike, indices: ArrayLike, scores: ArrayLike | None, max_strip_frames: int, frames_per_row: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The arguments of :py:func:`plot_sampling_decisions` checked: the ``(C, T, H, W)`` volume, the sorted distinct
+    picked indices, and the ``(T,)`` finite scores (``None`` without ``scores``)."""
     vol = _to_numpy(volume, "volume")
     if vol.ndim != 4 or vol.size == 0:
         raise ValueError(f"volume must be a non-empty (C, T, H, W) array, got shape {vol.shape}.")
@@ -291,83 +319,72 @@ def plot_sampling_decisions(
         score_row = np.where(np.isfinite(s), s, 0.0)
     if frames_per_row < 1 or max_strip_frames < 1:
         raise ValueError(f"frames_per_row and max_strip_frames must be >= 1, got {frames_per_row}, {max_strip_frames}.")
+    return vol, picked, score_row
 
-    frames, rgb = _display_frames(vol)
-    cmap = None if rgb else "gray"
-    is_picked = np.zeros(t, dtype=bool)
-    is_picked[picked] = True
-    title = title if title is not None else f"picked {picked.size} of {t} frames"
-    h, w = vol.shape[2], vol.shape[3]
-    aspect = h / max(w, 1)
 
-    fig = Figure(dpi=dpi)
-    FigureCanvasAgg(fig)
-    if t <= max_strip_frames:
-        ncols = min(frames_per_row, t)
-        nrows = math.ceil(t / ncols)
-        tile = 1.1
-        fig_w = max(6.0, ncols * tile)
-        fig_h = nrows * tile * aspect * 1.15 + 0.8 + (1.4 if score_row is not None else 0.0)
-        fig.set_size_inches(fig_w, fig_h)
-        ratios = [nrows * aspect] + ([0.5] if score_row is not None else [])
-        outer = fig.add_gridspec(len(ratios), 1, height_ratios=ratios, hspace=0.35)
-        grid = outer[0].subgridspec(nrows, ncols, wspace=0.08, hspace=0.25)
-        for i in range(nrows * ncols):
-            ax = fig.add_subplot(grid[divmod(i, ncols)])
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i >= t:
-                ax.axis("off")
-                continue
-            ax.imshow(frames[i], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-            if is_picked[i]:
-                for side in ax.spines.values():
-                    side.set_edgecolor(PICK_COLOUR)
-                    side.set_linewidth(3.5)
-                ax.set_title(f"t={i}", fontsize=8, color=PICK_COLOUR, fontweight="bold", pad=2)
-            else:
-                for side in ax.spines.values():
-                    side.set_edgecolor(OTHER_COLOUR)
-                    side.set_linewidth(0.5)
-                ax.set_title(f"t={i}", fontsize=7, color=OTHER_COLOUR, pad=2)
-        if score_row is not None:
-            _score_bars(fig.add_subplot(outer[1]), score_row, is_picked)
+def _thumbnail(ax, frame: np.ndarray, cmap: str | None, label: str, picked: bool, border: float) -> None:
+    """One frame without ticks, framed and titled in the pick colour (bold) or, not picked, in grey."""
+    ax.imshow(frame, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_edgecolor(PICK_COLOUR if picked else OTHER_COLOUR)
+        side.set_linewidth(border)
+    if picked:
+        ax.set_title(label, fontsize=8, color=PICK_COLOUR, fontweight="bold", pad=2)
     else:
-        k = picked.size
-        ncols = min(k, max(4, math.ceil(math.sqrt(2 * k))))
-        nrows = math.ceil(k / ncols)
-        fig.set_size_inches(11.0, max(4.0, 1.6 * nrows + 1.0) + (1.4 if score_row is not None else 0.0))
-        ratios = [3.0] + ([1.0] if score_row is not None else [])
-        outer = fig.add_gridspec(
-            len(ratios), 2, height_ratios=ratios, width_ratios=[1.0, 2.2], wspace=0.15, hspace=0.4
-        )
-        ax = fig.add_subplot(outer[0, 0])
-        kymo = frames[:, h // 2]  # (T, W) or (T, W, 3): the middle row of every frame
-        ax.imshow(kymo, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
-        for i in picked:
-            ax.axhline(i, color=PICK_COLOUR, lw=1.0, alpha=0.8)
-        ax.set_yticks(picked if k <= 16 else picked[:: math.ceil(k / 16)])
-        ax.tick_params(axis="y", colors=PICK_COLOUR, labelsize=7)
-        ax.set_xticks([])
-        ax.set_ylabel("frame t (middle row of each frame)")
-        ax.set_title("all frames", fontsize=9)
-        grid = outer[0, 1].subgridspec(nrows, ncols, wspace=0.08, hspace=0.3)
-        for j, i in enumerate(picked):
-            sub = fig.add_subplot(grid[divmod(j, ncols)])
-            sub.imshow(frames[i], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-            sub.set_xticks([])
-            sub.set_yticks([])
-            for side in sub.spines.values():
-                side.set_edgecolor(PICK_COLOUR)
-                side.set_linewidth(2.5)
-            sub.set_title(f"t={i}", fontsize=8, color=PICK_COLOUR, fontweight="bold", pad=2)
-        if score_row is not None:
-            _score_bars(fig.add_subplot(outer[1, :]), score_row, is_picked)
-    fig.suptitle(title, fontsize=11)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
-    return path
+        ax.set_title(label, fontsize=7, color=OTHER_COLOUR, pad=2)
+
+
+def _draw_strip(fig, frames: np.ndarray, cmap: str | None, is_picked: np.ndarray, score_row: np.ndarray | None,
+                frames_per_row: int) -> None:
+    """Every frame as a thumbnail, ``frames_per_row`` per row, picked ones framed; the score bars under them."""
+    t, h, w = frames.shape[:3]
+    aspect = h / max(w, 1)
+    ncols = min(frames_per_row, t)
+    nrows = math.ceil(t / ncols)
+    tile = 1.1
+    fig_h = nrows * tile * aspect * 1.15 + 0.8 + (1.4 if score_row is not None else 0.0)
+    fig.set_size_inches(max(6.0, ncols * tile), fig_h)
+    ratios = [nrows * aspect] + ([0.5] if score_row is not None else [])
+    outer = fig.add_gridspec(len(ratios), 1, height_ratios=ratios, hspace=0.35)
+    grid = outer[0].subgridspec(nrows, ncols, wspace=0.08, hspace=0.25)
+    for i in range(nrows * ncols):
+        ax = fig.add_subplot(grid[divmod(i, ncols)])
+        if i >= t:
+            ax.axis("off")
+            continue
+        _thumbnail(ax, frames[i], cmap, f"t={i}", bool(is_picked[i]), 3.5 if is_picked[i] else 0.5)
+    if score_row is not None:
+        _score_bars(fig.add_subplot(outer[1]), score_row, is_picked)
+
+
+def _draw_kymograph(fig, frames: np.ndarray, cmap: str | None, is_picked: np.ndarray,
+                    score_row: np.ndarray | None) -> None:
+    """The middle row of every frame stacked over time with the picked times marked, beside thumbnails of the
+    picked frames; the score bars under both."""
+    picked = np.flatnonzero(is_picked)
+    k, h = picked.size, frames.shape[1]
+    ncols = min(k, max(4, math.ceil(math.sqrt(2 * k))))
+    nrows = math.ceil(k / ncols)
+    fig.set_size_inches(11.0, max(4.0, 1.6 * nrows + 1.0) + (1.4 if score_row is not None else 0.0))
+    ratios = [3.0] + ([1.0] if score_row is not None else [])
+    outer = fig.add_gridspec(len(ratios), 2, height_ratios=ratios, width_ratios=[1.0, 2.2], wspace=0.15, hspace=0.4)
+    ax = fig.add_subplot(outer[0, 0])
+    kymo = frames[:, h // 2]  # (T, W) or (T, W, 3): the middle row of every frame
+    ax.imshow(kymo, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    for i in picked:
+        ax.axhline(i, color=PICK_COLOUR, lw=1.0, alpha=0.8)
+    ax.set_yticks(picked if k <= 16 else picked[:: math.ceil(k / 16)])
+    ax.tick_params(axis="y", colors=PICK_COLOUR, labelsize=7)
+    ax.set_xticks([])
+    ax.set_ylabel("frame t (middle row of each frame)")
+    ax.set_title("all frames", fontsize=9)
+    grid = outer[0, 1].subgridspec(nrows, ncols, wspace=0.08, hspace=0.3)
+    for j, i in enumerate(picked):
+        _thumbnail(fig.add_subplot(grid[divmod(j, ncols)]), frames[i], cmap, f"t={i}", True, 2.5)
+    if score_row is not None:
+        _score_bars(fig.add_subplot(outer[1, :]), score_row, is_picked)
 
 
 def _score_bars(ax, scores: np.ndarray, is_picked: np.ndarray) -> None:
