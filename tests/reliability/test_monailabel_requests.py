@@ -66,12 +66,12 @@ def check_refused(response, status: int, *words: str) -> None:
 
 def post_infer(server, image: str | None = "case_a", params: dict | None = None, model: str = MODEL):
     query = {} if image is None else {"image": image}
-    return requests.post(f"{server.url}/infer/{model}", params=query, data={"params": json.dumps(params or {})},
+    return server.http.post(f"{server.url}/infer/{model}", params=query, data={"params": json.dumps(params or {})},
                          timeout=120)
 
 
 def train_sync(server, body: dict):
-    return requests.post(f"{server.url}/train/{MODEL}", params={"run_sync": "true"}, json=body, timeout=600)
+    return server.http.post(f"{server.url}/train/{MODEL}", params={"run_sync": "true"}, json=body, timeout=600)
 
 
 SHELL = f"__import__('os').system('touch {MARKER}')"
@@ -102,12 +102,12 @@ def test_background_train_refuses_code(server):
     evil.mkdir()
     (evil / "sitecustomize.py").write_text(f"open({str(server.root / (MARKER + '_path'))!r}, 'w').close()\n")
     with server.log_on_failure():
-        r = requests.post(f"{server.url}/train/{MODEL}", json={"device": f"cpu'); {SHELL}; ('",
+        r = server.http.post(f"{server.url}/train/{MODEL}", json={"device": f"cpu'); {SHELL}; ('",
                                                                "bundle_path": str(evil)}, timeout=60)
         assert r.status_code == 200, r.text
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            task = requests.get(f"{server.url}/train/", timeout=30).json()
+            task = server.http.get(f"{server.url}/train/", timeout=30).json()
             if task["status"] not in ("SUBMITTED", "RUNNING"):
                 break
             time.sleep(0.5)
@@ -157,7 +157,7 @@ def test_infer_refuses(server, attack):
     with server.log_on_failure():
         check_refused(post_infer(server, image, params), status, word)
         assert injected(server) == []
-        assert requests.get(f"{server.url}/info/", timeout=10).status_code == 200  # still serving
+        assert server.http.get(f"{server.url}/info/", timeout=10).status_code == 200  # still serving
         assert post_infer(server, "case_a").status_code == 200
 
 
@@ -167,7 +167,7 @@ def test_uploads_stay_in_the_datastore(server):
     volume = server.studies / "case_a.nii.gz"
 
     def put(endpoint: str, params: dict, field: str, name: str, data: bytes):
-        return requests.put(f"{server.url}/datastore/{endpoint}", params=params, files={field: (name, data)},
+        return server.http.put(f"{server.url}/datastore/{endpoint}", params=params, files={field: (name, data)},
                             timeout=60)
 
     with server.log_on_failure():
