@@ -52,6 +52,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "server.log"
+        self.tmp = root / "tmp"
         self.proc: subprocess.Popen | None = None
         self.token = secrets.token_urlsafe(32)
         token_file = root / "token"
@@ -74,7 +75,8 @@ class Server:
         import requests
 
         env = subprocess_env()
-        env.update(MONAI_LABEL_SESSIONS="false", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+        self.tmp.mkdir(exist_ok=True)  # the server's temporary folder: uploads must not stay there
+        env.update(MONAI_LABEL_SESSIONS="false", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", TMPDIR=str(self.tmp))
         cmd = self.command()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -50,13 +50,24 @@ def _json_error(status: int, detail: str) -> JSONResponse:
 
 
 async def _request_error(request: Request, exc: Exception) -> JSONResponse:
-    status = exc.status_code if isinstance(exc, RequestError) else 404 if isinstance(exc, ImageNotFoundException) \
-        else 400 if isinstance(exc, json.JSONDecodeError) else 422
+    """MONAI Label's datastore endpoints (the only ones of its own the guard lets through) answer a malformed form
+    (``info=[1,2]``: a ``TypeError`` where MONAI Label adds the user to it; text that is not JSON) with a bare 500;
+    here with 4xx JSON."""
+    if isinstance(exc, RequestError):
+        status, detail = exc.status_code, str(exc)
+    elif isinstance(exc, ImageNotFoundException):
+        status, detail = 404, str(exc)
+    elif isinstance(exc, json.JSONDecodeError):
+        status, detail = 400, f"a form field is not valid JSON: {exc}"
+    elif isinstance(exc, TypeError):
+        status, detail = 400, f"malformed request (a JSON object was expected): {exc}"
+    else:
+        status, detail = 422, str(exc)
     logger.warning("refused %s %s (%d): %s", request.method, request.url.path, status, exc)
-    return _json_error(status, f"{exc}" if not isinstance(exc, json.JSONDecodeError) else f"not valid JSON: {exc}")
+    return _json_error(status, detail)
 
 
-for _exc in (RequestError, ImageNotFoundException, json.JSONDecodeError, MONAILabelException):
+for _exc in (RequestError, ImageNotFoundException, json.JSONDecodeError, TypeError, MONAILabelException):
     monailabel_app.add_exception_handler(_exc, _request_error)
 
 

@@ -251,7 +251,7 @@ class DASClassificationTrainTask(TrainTask):
         self.overrides = dict(overrides or {})
         self.max_epochs_limit = int(max_epochs_limit)
         self.max_epochs = min(int(max_epochs), self.max_epochs_limit)
-        self.options_names = (*TRAIN_OPTIONS, *_MONAILABEL_KEYS)
+        self.options_names = TRAIN_OPTIONS  # what a request may set (MONAI Label adds the rest itself)
 
     def config(self) -> dict[str, Any]:
         return {"max_epochs": self.max_epochs, "device": "cpu" if not torch.cuda.is_available() else "cuda",
