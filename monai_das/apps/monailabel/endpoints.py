@@ -133,9 +133,7 @@ async def infer(request: Request) -> JSONResponse:
 
         result = await instance.inference.run(run)
         return JSONResponse(result.get("params") if isinstance(result, Mapping) else result)
-    except BaseException as e:  # noqa: BLE001 - every refusal gets a JSON answer
-        if not isinstance(e, Exception):
-            raise
+    except Exception as e:  # noqa: BLE001 - every refusal gets a JSON answer
         return _refusal(e)
     finally:
         if file is not None:
