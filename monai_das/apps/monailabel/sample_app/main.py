@@ -1,8 +1,15 @@
 """MONAI Label app serving one monai_das classification bundle (infer: probabilities + picked slices; train).
 
     cp -r <this folder> my_app          # the server writes logs/ and model/ into the app folder
+    python -c "import secrets; print(secrets.token_urlsafe(32))" > token && chmod 600 token
     MONAI_LABEL_SESSIONS=false python -m monailabel.main start_server --app my_app --studies my_studies \\
-        --host 127.0.0.1 --port 8000 --conf bundle bundles/vesselmnist3d_das_classification [--conf ckpt model.pt]
+        --host 127.0.0.1 --port 8000 --uvicorn_app monai_das.apps.monailabel.server:app \\
+        --conf bundle bundles/vesselmnist3d_das_classification --conf token_file token [--conf ckpt model.pt]
+
+The app refuses to start without ``--uvicorn_app monai_das.apps.monailabel.server:app``: that guard
+(:mod:`monai_das.apps.monailabel.server`) serves only ``/info/``, ``/infer``, the datastore and ``/train``, checks the
+token, and runs inference and training off the event loop (:mod:`monai_das.apps.monailabel.access` lists who may call
+what).
 
 ``--conf`` keys:
 
@@ -15,16 +22,21 @@
   ``label`` wins over it.
 - ``overrides``: JSON ``{key: value}`` for the bundle's ``train.json`` (e.g. ``'{"sampler_name": "dps"}'``), used
   for both inference and training.
-- ``max_epochs``: default epochs of a training run (10).
+- ``max_epochs``: default epochs of a training run (10); ``max_train_epochs``: the most a request may ask for (100).
+- ``token_file``: a file holding the token (at least 16 characters, not readable by other users) that the datastore
+  and training endpoints require (``Authorization: Bearer <token>``); without it they are off.
+- ``open_infer``: ``true`` lets anyone who reaches the port call ``/infer`` without the token (default: token).
+- ``infer_queue``: how many inference requests may wait for the worker (8; more are answered 503).
 
 Requests: ``POST /infer/<name>?image=<id>`` (or ``-F file=@clip.mp4``; ``image`` may also be a path inside the
 studies folder, e.g. a DICOM series folder; ``params`` may set ``device`` and ``slice_plane``, nothing else);
-``POST /train/<name>?run_sync=true`` with a JSON body ``{"max_epochs": 5}`` (options: ``max_epochs``, ``device``,
-``pretrained``, ``val_every``; without ``run_sync`` the training runs in a background process; ``GET /train/`` tells
-its status). An image's class for training: ``PUT /datastore/image/info?image=<id>`` with the form field
-``info={"label": "<class>"}``, or labels.csv. Requests are untrusted: a refused one gets a 4xx answer with a JSON
-``detail``; the server's administrator alone sets bundle overrides (``--conf overrides``). Bind ``--host 127.0.0.1``
-and turn on MONAI Label's authentication (``MONAI_LABEL_AUTH_ENABLE=true``) before anyone else can reach the port.
+``POST /train/<name>[?run_sync=true]`` with a JSON body ``{"max_epochs": 5}`` (options: ``max_epochs``, ``device``,
+``pretrained``, ``val_every``; the training runs in a child process, one at a time: a second one is 409; ``GET
+/train/`` tells its status, ``DELETE /train/`` stops it). The trained model replaces the served one only when its
+validation AUC is higher (the answer's ``published`` and ``quality_gate`` say which). An image's class for training:
+``PUT /datastore/image/info?image=<id>`` with the form field ``info={"label": "<class>"}``, or labels.csv. A refused
+request gets a 4xx answer with a JSON ``detail``; the server's administrator alone sets bundle overrides (``--conf
+overrides``).
 """
 
 from __future__ import annotations
