@@ -208,8 +208,8 @@ def _check_output_is_no_input(table: PredictionTable, specs: Sequence[InputSpec]
     ours = {p.resolve() for p in (table.output, table.partial)}
     for spec in specs:
         if spec.path.resolve() in ours:
-            raise ValueError(f"--output '{table.output}' is also an input ('{spec.path}'); write the results to another "
-                             "file.")
+            raise ValueError(f"--output '{table.output}' is also an input ('{spec.path}'); write the results to "
+                             "another file.")
 
 
 def _predict_one(predictor: BundlePredictor, spec: InputSpec, montage_path: Path | None,
