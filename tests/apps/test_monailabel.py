@@ -1,12 +1,13 @@
 """MONAI Label integration: a real server with the sample app serving the vessel bundle, over HTTP on 127.0.0.1.
 
-One server (module fixture) is started with ``python -m monailabel.main start_server`` (the interpreter running the
-tests, ``MONAI_LABEL_SESSIONS=false``, in a temporary folder) on a studies folder of 28^3 NIfTI volumes and a
+One server (module fixture) is started with ``python -m monailabel.main start_server --uvicorn_app
+monai_das.apps.monailabel.server:app`` and a token file (the interpreter running the tests,
+``MONAI_LABEL_SESSIONS=false``, in a temporary folder) on a studies folder of 28^3 NIfTI volumes and a
 checkpoint of a freshly built vessel-bundle network (BatchNorm calibrated, so its outputs depend on the input). The
 tests call ``/info/``, ``/infer`` on a datastore image, on an uploaded mp4 and on a DICOM series folder given by
 its path inside the studies folder, and compare with an in-process run of the same network on the same resampled input; the last one labels two
 images (``labels.csv`` and ``PUT /datastore/image/info``), trains one epoch through ``POST /train`` and checks that
-inference then uses the published checkpoint. The server is always stopped (SIGTERM, then kill); its log is printed
+inference then uses the checkpoint the quality gate chose. The server is always stopped (SIGTERM, then kill); its log is printed
 when a test fails. Skipped when monailabel cannot be imported.
 """
 
