@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,28 @@ from monai_das.handlers import load_checkpoint, split_checkpoint
 __all__ = ["Prediction", "BundlePredictor", "bundle_parser", "file_sha256"]
 
 logger = logging.getLogger(__name__)
+
+#: warnings a library gives about itself while reading (MONAI's DICOM reader: "nvImageCodec decoder plugin did not
+#: register"), not about the input: logged once per process instead of being repeated in every input's notes
+LIBRARY_NOTICES = re.compile(r"did not register|is not available|is not installed", re.IGNORECASE)
+_logged_notices: set[str] = set()
+
+
+def input_notes(caught: Any, domain: str = "") -> list[str]:
+    """The user warnings of ``caught`` that concern the input, one line each (the domain warning apart); library
+    notices (:data:`LIBRARY_NOTICES`) go to the log, once."""
+    notes = []
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if not issubclass(w.category, UserWarning) or text == domain:
+            continue
+        if LIBRARY_NOTICES.search(text):
+            if text not in _logged_notices:
+                _logged_notices.add(text)
+                logger.warning("%s", text)
+            continue
+        notes.append(text)
+    return notes
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -208,9 +231,7 @@ class BundlePredictor:
                 if cause is e:
                     raise
                 raise cause from None
-        domain = data.get("image_domain_warning", "")
-        data["notes"] = [text for text in (" ".join(str(w.message).split()) for w in caught
-                                           if issubclass(w.category, UserWarning)) if text != domain]
+        data["notes"] = input_notes(caught, data.get("image_domain_warning", ""))
         return data
 
     @staticmethod

@@ -59,6 +59,10 @@ class PredictionTable:
         self.partial = self.output.with_name(self.output.name + ".partial")
         if self.output.is_dir():
             raise ValueError(f"output '{self.output}' is a folder; give a CSV file name.")
+        parent = next((p for p in self.output.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ValueError(f"output '{self.output}': '{parent}' is a file, not a folder; give a CSV file in a "
+                             "folder.")
         self.existing = [p for p in (self.partial, self.output) if p.exists()]
         if self.existing and not (overwrite or resume):
             what = "the rows of an interrupted run" if self.existing[0] == self.partial else "a finished result"

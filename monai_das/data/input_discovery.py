@@ -1,8 +1,10 @@
 """Turn files and folders into a list of inputs: NIfTI volumes, DICOM series and cines, videos, MedMNIST npz volumes.
 
 Folder walks are safe on any folder: a folder reached twice (a symlink loop, or a link to a parent or sibling)
-is walked once, a file reached twice through links is listed once, and FIFOs, devices and sockets are skipped
-without being opened (opening a FIFO blocks).
+is walked once, a file reached twice through links is listed once, a link that leads outside the folder given is
+not followed (an error row names it), and FIFOs, devices and sockets are skipped without being opened (opening a
+FIFO blocks). A NIfTI header whose affine is not finite or is singular (a zero voxel spacing) is an error: the slice
+direction cannot be known; a zero or negative ``pixdim`` beside a usable affine is a warning.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .npz_dataset import NPZ_SPLITS
 from .sequence_readers import DEFAULT_MAX_VOXELS, check_size
 
 pydicom, has_pydicom = optional_import("pydicom")
+nib, has_nib = optional_import("nibabel")
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -131,7 +134,7 @@ def expand_inputs(
         if st is None:
             specs.append(_invalid(path, f"no such file or folder: '{path}'."))
         elif stat.S_ISDIR(st.st_mode):
-            found = _expand_folder(path, npz_split, max_voxels, seen)
+            found = _expand_folder(path, npz_split, max_voxels, seen, path.resolve())
             if not found:
                 specs.append(_invalid(path, f"folder '{path}' holds no NIfTI, DICOM, video or npz file."))
             specs.extend(found)
@@ -176,11 +179,50 @@ def _file_inputs(path: Path, npz_split: str, max_voxels: int | None, listed: boo
                                f"{', '.join(VIDEO_SUFFIXES)} or .npz).")]
     if kind == "npz":
         return _expand_npz(path, npz_split, max_voxels)
+    if kind == "nifti":
+        return [_nifti_input(path)]
     return [InputSpec(str(path), kind, path)]
 
 
+def _nifti_input(path: Path) -> InputSpec:
+    """A NIfTI input, its header checked: the affine orients the volume (the slice direction), so one that is not
+    finite or is singular is an error; a non-positive spacing in ``pixdim`` beside a usable affine is a warning."""
+    if not has_nib:
+        return InputSpec(str(path), "nifti", path)
+    try:
+        header_image = nib.load(str(path))  # the header only: the pixels are read later, if at all
+        affine = np.asarray(header_image.affine, dtype=np.float64)
+        with nib.openers.ImageOpener(str(path)) as f:  # as stored: nibabel's own check turns a 0 spacing into 1
+            raw = type(header_image.header).from_fileobj(f, check=False)
+        zooms = [float(z) for z in raw["pixdim"][1:4]]
+    except Exception:  # noqa: BLE001 - a corrupt file: the reader names the problem
+        return InputSpec(str(path), "nifti", path)
+    if not np.isfinite(affine).all():
+        return _invalid(path, f"NIfTI file '{path}' has a non-finite affine (NaN or inf in its sform/qform): its "
+                              "orientation, and so the slice direction, is unknown; fix the header.")
+    if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
+        return _invalid(path, f"NIfTI file '{path}' has a singular affine (a zero voxel spacing or a collapsed axis; "
+                              f"pixdim {zooms}): its orientation, and so the slice direction, is unknown; fix the "
+                              "header.")
+    warning = None
+    if not all(np.isfinite(z) and z > 0 for z in zooms):
+        warning = (f"NIfTI file '{path}': pixdim {zooms} has a zero, negative or non-finite voxel spacing; the "
+                   "orientation comes from the affine (sform/qform), which may not match it.")
+        logger.warning("%s", warning)
+    return InputSpec(str(path), "nifti", path, warning=warning)
+
+
+def _outside(path: Path, root: Path) -> Path | None:
+    """Where ``path`` leads when that is outside ``root`` (``None`` when it stays inside)."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return None  # a loop: the walk's own checks skip it
+    return None if real == root or root in real.parents else real
+
+
 def _expand_folder(
-    folder: Path, npz_split: str, max_voxels: int | None, seen: set[tuple[int, int]]
+    folder: Path, npz_split: str, max_voxels: int | None, seen: set[tuple[int, int]], root: Path
 ) -> list[InputSpec]:
     st = _stat(folder)
     if st is None or (st.st_dev, st.st_ino) in seen:
@@ -199,10 +241,15 @@ def _expand_folder(
         if entry.name.startswith("."):
             continue
         est = _stat(path)
+        target = _outside(path, root) if est is not None and entry.is_symlink() else None
         if est is None:
             logger.info("skipping %s: a broken link or unreadable entry", path)
+        elif target is not None:
+            logger.warning("skipping %s: a link that leads outside the folder given (%s) to %s", path, root, target)
+            specs.append(_invalid(path, f"'{path}' is a link that leads outside the folder given ('{root}') to "
+                                        f"'{target}': not followed."))
         elif stat.S_ISDIR(est.st_mode):
-            specs.extend(_expand_folder(path, npz_split, max_voxels, seen))
+            specs.extend(_expand_folder(path, npz_split, max_voxels, seen, root))
         elif not stat.S_ISREG(est.st_mode):
             logger.info("skipping %s: not a regular file (a FIFO, device or socket)", path)
         elif (est.st_dev, est.st_ino) in seen:

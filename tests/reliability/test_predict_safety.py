@@ -1,6 +1,8 @@
 """``monai-das predict`` as a careless user or a hostile folder would run it: killed mid-batch then resumed, a folder
 with symlink loops, a duplicate link and a FIFO, file names that a spreadsheet runs as formulas, and a small .nii.gz
-that unpacks to 768^3 voxels (issue 16, items 4, 5, 6 and 8)."""
+that unpacks to 768^3 voxels (issue 16, items 4, 5, 6 and 8); a folder link out of the folder given, a device the
+machine lacks, an output that is an input or under a file, NaN and zero-spacing affines, and library notices in the
+per-file warnings (issue 27)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ if str(APPS_TESTS) not in sys.path:
 
 from apps_testing import (  # noqa: E402
     PYTHON,
+    write_dicom_series,
     REPO,
     VESSEL_BUNDLE,
     build_network,
@@ -162,3 +165,96 @@ def test_size_limit_refuses_a_small_file_holding_768_cubed_voxels(tmp_path, ckpt
     proc = subprocess.run(predict_cmd(ckpt, output, small, extra=("--max_voxels", "7999", "--overwrite")), cwd=REPO,
                           env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "8000 voxels" in rows_of(output)[0]["error"]
+
+
+def test_walk_stays_inside_the_folder_given(tmp_path):
+    """``sub/up2 -> ../..`` ran every input above the folder; links out are now error rows that name them."""
+    rng = np.random.default_rng(3)
+    for name in ("a", "b"):
+        write_nifti(tmp_path / f"{name}.nii.gz", rng.random((12, 12, 10)))  # outside the folder given
+    root = tmp_path / "scans"
+    (root / "sub").mkdir(parents=True)
+    inside = write_nifti(root / "sub" / "scan.nii.gz", rng.random((12, 12, 10)))
+    os.symlink("../..", root / "sub" / "up2")
+    os.symlink(tmp_path / "a.nii.gz", root / "a_link.nii.gz")
+    specs = expand_inputs([root])
+    ok = [s.id for s in specs if s.error is None]
+    assert ok == [str(inside)]
+    refused = {s.id: s.error for s in specs if s.error is not None}
+    assert set(refused) == {str(root / "a_link.nii.gz"), str(root / "sub" / "up2")}
+    assert all("outside the folder given" in e for e in refused.values()), refused
+
+
+def test_cuda_on_a_machine_without_it_is_a_clear_error(tmp_path, ckpt):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    scan = write_nifti(tmp_path / "scan.nii.gz", np.random.default_rng(4).random((12, 12, 10)))
+    proc = subprocess.run(predict_cmd(ckpt, tmp_path / "r.csv", scan, extra=("--device", "cuda:0")), cwd=REPO,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "--device cuda:0: this machine has no CUDA device" in proc.stderr
+    assert "Traceback" not in proc.stderr and "AssertionError" not in proc.stderr
+    assert not (tmp_path / "r.csv").exists()
+
+
+@needs_nifti
+def test_output_that_is_an_input_or_under_a_file(tmp_path, ckpt):
+    scan = write_nifti(tmp_path / "scan.nii.gz", np.random.default_rng(5).random((12, 12, 10)))
+    before = scan.read_bytes()
+    proc = subprocess.run(predict_cmd(ckpt, scan, scan, extra=("--overwrite",)), cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "is also an input" in proc.stderr, proc.stderr[-3000:]
+    assert scan.read_bytes() == before
+    (tmp_path / "afile").write_text("x")
+    proc = subprocess.run(predict_cmd(ckpt, tmp_path / "afile" / "r.csv", scan), cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"'{tmp_path / 'afile'}' is a file, not a folder" in proc.stderr and "Errno 17" not in proc.stderr
+
+
+@needs_nifti
+def test_nan_and_zero_spacing_affines(tmp_path, ckpt):
+    import nibabel as nib
+
+    from monai_das.apps.predict import predict
+
+    volume = (np.random.default_rng(6).random((12, 12, 10)) * 255).astype(np.float32)
+
+    def patched(name: str, offsets: tuple[int, ...], value: float) -> None:
+        """nibabel refuses to write a NaN or singular affine, and rewrites pixdim from the affine: write a good
+        file, then patch the header's bytes."""
+        img = nib.Nifti1Image(volume, np.eye(4))
+        img.set_qform(None, code=0)  # the affine comes from the sform alone
+        nib.save(img, str(tmp_path / name))
+        data = bytearray((tmp_path / name).read_bytes())
+        for offset in offsets:
+            data[offset:offset + 4] = np.float32(value).tobytes()
+        (tmp_path / name).write_bytes(bytes(data))
+
+    patched("nan.nii", (280,), np.nan)  # srow_x[0]
+    patched("flat.nii", (320,), 0.0)  # srow_z[2]: a zero spacing along z
+    patched("zero_pixdim.nii", (80, 84, 88), 0.0)  # pixdim[1:4]; the sform stays usable
+    rows = {Path(r["input"]).name: r for r in predict(VESSEL_BUNDLE, sorted(tmp_path.glob("*.nii*")),
+                                                      tmp_path / "r.csv", ckpt=ckpt)}
+    assert rows["nan.nii"]["status"] == "error" and "non-finite affine" in rows["nan.nii"]["error"], rows["nan.nii"]
+    assert str(tmp_path / "nan.nii") in rows["nan.nii"]["error"]
+    assert rows["flat.nii"]["status"] == "error" and "singular affine" in rows["flat.nii"]["error"], rows["flat.nii"]
+    zero = rows["zero_pixdim.nii"]
+    assert zero["status"] == "ok" and "zero_pixdim.nii" in zero["warning"] and "pixdim" in zero["warning"], zero
+
+
+@needs_nifti
+def test_library_notices_stay_out_of_the_rows(tmp_path, ckpt):
+    """MONAI's DICOM reader warns 'nvImageCodec decoder plugin did not register' whenever it is built: a notice about
+    the library, logged once, not a warning about each file."""
+    pytest.importorskip("pydicom")
+    from monai_das.apps.predict import predict
+
+    rng = np.random.default_rng(7)
+    series = write_dicom_series(tmp_path / "series", (rng.random((6, 16, 16)) * 255).astype(np.uint16))
+    scans = [write_nifti(tmp_path / f"s{i}.nii.gz", rng.random((12, 12, 10)) * 255) for i in range(2)]
+    rows = predict(VESSEL_BUNDLE, [series, *scans], tmp_path / "r.csv", ckpt=ckpt)
+    assert [r["status"] for r in rows] == ["ok"] * 3, rows
+    assert not [r["warning"] for r in rows if "nvImageCodec" in r["warning"] or "did not register" in r["warning"]]

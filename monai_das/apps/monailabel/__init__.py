@@ -7,11 +7,14 @@
 
     cp -r "$(python -c 'import monai_das.apps.monailabel as m; print(m.SAMPLE_APP)')" my_app
     MONAI_LABEL_SESSIONS=false python -m monailabel.main start_server --app my_app --studies studies/ \\
-        --host 127.0.0.1 --port 8000 --conf bundle bundles/vesselmnist3d_das_classification --conf ckpt model.pt
+        --host 127.0.0.1 --port 8000 --uvicorn_app monai_das.apps.monailabel.server:app \\
+        --conf bundle bundles/vesselmnist3d_das_classification --conf ckpt model.pt --conf token_file token
 
 MONAI Label (``monailabel==0.8.5``, installed with ``--no-deps``: see ``scripts/setup_env.sh``) is imported only by
 this subpackage, through ``optional_import``: the classes raise on use when it is missing. Requests are untrusted:
-:mod:`.request_checks` lets through typed options and datastore images only.
+:mod:`.server` (the guard the sample app requires) serves only the endpoints of :mod:`.access` and runs the work off
+the event loop (:mod:`.jobs`, :mod:`.endpoints`); :mod:`.request_checks` lets through typed options and datastore
+images only.
 """
 
 from __future__ import annotations

@@ -14,8 +14,7 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ __all__ = [
     "check_bool",
     "check_keys",
     "check_name",
+    "confine",
+    "available_devices",
     "resolve_image",
     "http_errors",
 ]
@@ -43,9 +44,9 @@ logger = logging.getLogger(__name__)
 MAX_EPOCHS = 1000
 #: the most entries a folder input (one DICOM series) may hold
 MAX_FOLDER_FILES = 5000
+#: the longest image id, label tag or file name a request may give
+MAX_NAME_LENGTH = 128
 _DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,2})?")
-# the name MONAI Label's /infer endpoint gives an uploaded file: tempfile.NamedTemporaryFile(suffix=...).name
-_UPLOAD_NAME = re.compile(r"tmp[a-z0-9_]{8}(\.[A-Za-z0-9]+)*")
 
 
 class RequestError(ValueError):
@@ -56,14 +57,25 @@ class RequestError(ValueError):
         self.status_code = int(status_code)
 
 
+def available_devices() -> list[str]:
+    """The devices of this machine: ``cpu``, and ``cuda``, ``cuda:0``... when torch sees GPUs."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(count)] if count else [])
+
+
 def check_device(value: Any, name: str = "device") -> str:
-    """``value`` if it is ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    """``value`` if it is ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` and this machine has it.
 
     Raises:
-        RequestError: for anything else (400).
+        RequestError: for anything else (400), naming the devices the machine has.
     """
     if not isinstance(value, str) or not _DEVICE.fullmatch(value):
         raise RequestError(f"{name} must be 'cpu', 'cuda' or 'cuda:N', got {str(value)[:80]!r}.")
+    devices = available_devices()
+    if value not in devices:
+        raise RequestError(f"{name} '{value}' is not available on this server; it has {devices}.")
     return value
 
 
@@ -106,26 +118,38 @@ def check_keys(request: Mapping[str, Any], allowed: Iterable[str], what: str) ->
 
 
 def check_name(value: Any, what: str) -> str:
-    """``value`` if it can name a file inside a folder: a non-empty string without a path separator that does not
-    start with a dot (so neither ``..`` nor a hidden file).
+    """``value`` if it can name a file inside a folder: a non-empty printable string of at most
+    ``MAX_NAME_LENGTH`` characters without a path separator that does not start with a dot (so neither ``..`` nor a
+    hidden file).
 
     Raises:
         RequestError: for anything else (400).
     """
-    if not isinstance(value, str) or not value or value.startswith(".") or "/" in value or "\\" in value:
-        raise RequestError(f"{what} must be a plain name (no '/', '\\', no leading '.'), got {str(value)[:80]!r}.")
+    if (not isinstance(value, str) or not value or value.startswith(".") or "/" in value or "\\" in value
+            or len(value) > MAX_NAME_LENGTH or not value.isprintable()):
+        raise RequestError(f"{what} must be a plain printable name of at most {MAX_NAME_LENGTH} characters (no '/', "
+                           f"'\\', no leading '.'), got {str(value)[:80]!r}.")
     return value
+
+
+def confine(path: str | os.PathLike, roots: Sequence[str | os.PathLike], what: str) -> Path:
+    """``path`` resolved (links followed), if it lies inside one of ``roots``.
+
+    Raises:
+        RequestError: 400 when it cannot be resolved (a link loop), 403 when it leads outside the roots.
+    """
+    try:
+        real = Path(path).resolve()
+    except (OSError, RuntimeError) as e:  # a link loop
+        raise RequestError(f"{what} cannot be resolved: {e}.") from e
+    if not any(_inside(real, Path(root).resolve()) for root in roots):
+        raise RequestError(f"{what} is outside the datastore: only datastore images (by id, or by a path inside the "
+                           "studies folder, links included, that stays inside it) and uploaded files are read.", 403)
+    return real
 
 
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
-
-
-def _is_upload(path: Path, uploads: Path) -> bool:
-    """A file that MONAI Label's ``/infer`` endpoint wrote for an uploaded file: a regular file (not a link) named
-    like ``tempfile.NamedTemporaryFile``'s files, directly in the temporary folder."""
-    return (path.parent.resolve() == uploads and _UPLOAD_NAME.fullmatch(path.name) is not None
-            and path.is_file() and not path.is_symlink())
 
 
 def _check_folder(folder: Path) -> None:
@@ -146,49 +170,46 @@ def resolve_image(
     image_ids: Sequence[str],
     image_uri: Any,
     roots: Sequence[str | os.PathLike],
-    uploads: str | os.PathLike | None = None,
+    uploads: Container[str] = (),
 ) -> str:
     """The file or folder a request's ``image`` may read, or a :class:`RequestError`.
 
-    Allowed: a datastore image id (``image_ids``, turned into its file by ``image_uri(id)``); a path (absolute, or
-    relative to the first root) that resolves, links followed, inside one of ``roots`` (the datastore folder); and a
-    file that MONAI Label's ``/infer`` endpoint wrote for an upload (directly in ``uploads``, default the temporary
-    folder, named as ``tempfile`` names its files). A folder must hold files only, at most ``MAX_FOLDER_FILES``.
+    Allowed: a datastore image id (``image_ids``, turned into its file by ``image_uri(id)``) and a path (absolute, or
+    relative to the first root), each only when it resolves, links followed, inside one of ``roots`` (the datastore
+    folder); and a file the server itself wrote for this request's upload (``uploads``: the live uploads, see
+    :class:`~monai_das.apps.monailabel.uploads.UploadFolder`), never another file that merely looks like one. A folder
+    must hold files only, at most ``MAX_FOLDER_FILES``.
 
     Args:
         image: the request's ``image``.
         image_ids: the datastore's image ids.
         image_uri: ``datastore.get_image_uri``.
-        roots: folders whose contents may be read by path.
-        uploads: the folder of uploaded files.
+        roots: folders whose contents may be read by id or by path.
+        uploads: the paths of the uploads being served.
 
     Raises:
-        RequestError: 400 for a missing or non-string image, 403 for a path outside the roots, 404 for an unknown id
-            or a missing file, 413 for a folder over the bound.
+        RequestError: 400 for a missing or non-string image, 403 for a file outside the roots (a link out included),
+            404 for an unknown id or a missing file, 413 for a folder over the bound.
     """
     if not isinstance(image, str) or not image.strip():
         raise RequestError(f"image must be a datastore image id, got {str(image)[:80]!r}.")
+    if image in uploads:
+        return image
     if image in image_ids:
-        path = Path(image_uri(image) or "")
-        if not str(path) or not path.exists():
-            raise RequestError(f"the file of datastore image '{image}' is missing.", 404)
-        return str(path)
-    path = Path(image)
-    upload_dir = Path(uploads or tempfile.gettempdir()).resolve()
-    if path.is_absolute() and _is_upload(path, upload_dir):
-        return str(path)
-    if not path.is_absolute() and "/" not in image and os.sep not in image:
-        raise RequestError(f"unknown image id '{image[:80]}'.", 404)
-    real_roots = [Path(r).resolve() for r in roots]
-    try:
-        candidate = (path if path.is_absolute() or not real_roots else real_roots[0] / path).resolve()
-    except (OSError, RuntimeError) as e:  # a link loop
-        raise RequestError(f"image '{image[:80]}' cannot be resolved: {e}.") from e
-    if not any(_inside(candidate, root) for root in real_roots):
-        raise RequestError(f"image '{image[:80]}' is outside the datastore: only datastore images (by id, or by a "
-                           "path inside the studies folder) and uploaded files are read.", 403)
-    if not candidate.exists():
-        raise RequestError(f"no such file in the datastore: '{image[:80]}'.", 404)
+        uri = image_uri(image) or ""
+        candidate = confine(uri, roots, f"datastore image '{image[:80]}'") if uri and roots else Path(uri)
+        if not uri or not candidate.exists():
+            raise RequestError(f"the file of datastore image '{image[:80]}' is missing.", 404)
+    else:
+        path = Path(image)
+        if not path.is_absolute() and "/" not in image and os.sep not in image:
+            raise RequestError(f"unknown image id '{image[:80]}'.", 404)
+        if not roots:
+            raise RequestError(f"image '{image[:80]}' is outside the datastore.", 403)
+        candidate = confine(path if path.is_absolute() else Path(roots[0]).resolve() / path, roots,
+                            f"image '{image[:80]}'")
+        if not candidate.exists():
+            raise RequestError(f"no such file in the datastore: '{image[:80]}'.", 404)
     if candidate.is_dir():
         _check_folder(candidate)
     return str(candidate)

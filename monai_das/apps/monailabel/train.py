@@ -47,6 +47,7 @@ from torch.utils.data import Dataset
 
 from monai_das.apps.bundle_predictor import bundle_parser
 from monai_das.apps.monailabel.infer import bundle_class_names
+from monai_das.apps.monailabel.quality_gate import gate
 from monai_das.apps.monailabel.request_checks import (
     MAX_EPOCHS,
     check_bool,
@@ -237,6 +238,7 @@ class DASClassificationTrainTask(TrainTask):
         overrides: Mapping[str, Any] | None = None,
         max_epochs: int = 10,
         description: str = "",
+        max_epochs_limit: int = MAX_EPOCHS,
     ) -> None:
         super().__init__(description or f"train DAS classification bundle {Path(bundle).name} on the datastore's "
                          f"labelled images (image info '{LABEL_KEY}' or {LABELS_CSV})")
@@ -247,7 +249,9 @@ class DASClassificationTrainTask(TrainTask):
         self.init_paths = [Path(p) for p in init_paths]
         self.labels_csv = Path(labels_csv) if labels_csv else None
         self.overrides = dict(overrides or {})
-        self.max_epochs = int(max_epochs)
+        self.max_epochs_limit = int(max_epochs_limit)
+        self.max_epochs = min(int(max_epochs), self.max_epochs_limit)
+        self.options_names = TRAIN_OPTIONS  # what a request may set (MONAI Label adds the rest itself)
 
     def config(self) -> dict[str, Any]:
         return {"max_epochs": self.max_epochs, "device": "cpu" if not torch.cuda.is_available() else "cuda",
@@ -263,7 +267,8 @@ class DASClassificationTrainTask(TrainTask):
         check_keys(request, (*TRAIN_OPTIONS, *_MONAILABEL_KEYS), "a training request")
         opts = {**self.config(), **{k: request[k] for k in TRAIN_OPTIONS if k in request}}
         return {
-            "max_epochs": check_int(opts["max_epochs"], "max_epochs", 1, MAX_EPOCHS),
+            "max_epochs": check_int(opts["max_epochs"], "max_epochs (bounded by the server's --conf max_train_epochs)",
+                                    1, self.max_epochs_limit),
             "device": check_device(opts["device"]),
             "pretrained": check_bool(opts["pretrained"], "pretrained"),
             "val_every": check_int(opts["val_every"], "val_every", 1, MAX_EPOCHS),
@@ -295,7 +300,9 @@ class DASClassificationTrainTask(TrainTask):
         return items, items
 
     def __call__(self, request: Mapping[str, Any], datastore: Any) -> dict[str, Any]:
-        """Train one run and publish its best checkpoint; returns the run's stats (also in ``stats()``).
+        """Train one run and publish its best checkpoint when it beats the served one on the run's validation images
+        (:func:`~.quality_gate.gate`; else the served model is kept and the stats say so); returns the run's stats
+        (also in ``stats()``).
 
         Only checked options reach the bundle config; the images, their ids and labels reach the bundle as Python
         objects (datasets), never as config text, so no ``$`` expression or ``%`` macro can come from a request or
@@ -305,8 +312,6 @@ class DASClassificationTrainTask(TrainTask):
             RequestError: for an option that is not allowed (see :meth:`options`).
             ValueError: when no image of the datastore has a class label, or a label is unknown.
         """
-        from monai.bundle import ConfigWorkflow
-
         opts = self.options(request)
         labels = datastore_class_labels(datastore, self.class_names, self.labels_csv)
         if not labels:
@@ -319,26 +324,59 @@ class DASClassificationTrainTask(TrainTask):
                              "on, a class it never sees).")
         items = [{"image": datastore.get_image_uri(i), "label": c, "id": i} for i, c in sorted(labels.items())]
         train_items, val_items = self._split(items, opts["val_every"])
-        device = opts["device"]
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            device = "cpu"
-        epochs = opts["max_epochs"]
+        start = time.time()
         run_dir = self.work_dir / "train"
+        workflow, init = self._run_bundle(train_items, val_items, opts, run_dir)
+        current = next((p for p in reversed(self.init_paths) if p.is_file()), None)
+        decision = gate(self.bundle, run_dir / "model.pt", current, val_items, self.overrides)
+        if decision["publish"]:
+            self.output_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.output_path.with_name(f".{self.output_path.name}.{os.getpid()}.tmp")
+            shutil.copyfile(run_dir / "model.pt", tmp)
+            os.replace(tmp, self.output_path)
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+        stats = {
+            "bundle": self.bundle.name,
+            "epochs": int(trainer.state.epoch),
+            "num_train": len(train_items),
+            "num_val": len(val_items),
+            "class_counts": {n: int(sum(item["label"] == i for item in items)) for i, n in enumerate(self.class_names)},
+            "best_metric": _finite_or_none(getattr(evaluator.state, "best_metric", None)),
+            "best_metric_epoch": int(getattr(evaluator.state, "best_metric_epoch", -1)),
+            "started_from": str(init) if init is not None else None,
+            "published": decision["publish"],
+            "quality_gate": decision,
+            "checkpoint": str(self.output_path if decision["publish"] else current),
+            "candidate_checkpoint": str(run_dir / "model.pt"),
+            "seconds": round(time.time() - start, 1),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        (self.work_dir / "train_stats.json").write_text(json.dumps(stats, indent=2))
+        logger.info("%s %s: %s", "published" if decision["publish"] else "kept the served model, not",
+                    self.output_path, stats)
+        return stats
+
+    def _run_bundle(self, train_items: list[dict], val_items: list[dict], opts: Mapping[str, Any],
+                    run_dir: Path) -> tuple[Any, Path | None]:
+        """The bundle's ``train.json`` on the items; returns the finished workflow and the checkpoint it started
+        from (``None``: fresh weights). Its best checkpoint is ``run_dir/model.pt``."""
+        from monai.bundle import ConfigWorkflow
+
         run_dir.mkdir(parents=True, exist_ok=True)
         best = run_dir / "model.pt"
         overrides: dict[str, Any] = {
             **self.overrides,
             "bundle_root": str(self.bundle),
             "output_dir": str(run_dir),
-            "epochs": epochs,
-            "device": torch.device(device),
+            "epochs": opts["max_epochs"],
+            "device": torch.device(opts["device"]),
             "num_workers": 0,
             "resume": False,
             "overwrite": True,  # the task's own work folder: the previous run's model was published already
         }
         logger.info("training %s on %d images (%d for validation), %d epoch(s), %s", self.bundle.name,
-                    len(train_items), len(val_items), epochs, device)
-        start = time.time()
+                    len(train_items), len(val_items), opts["max_epochs"], opts["device"])
         workflow = ConfigWorkflow(
             config_file=str(self.bundle / "configs" / "train.json"),
             meta_file=str(self.bundle / "configs" / "metadata.json"),
@@ -371,30 +409,9 @@ class DASClassificationTrainTask(TrainTask):
             workflow.finalize()
             if not best.is_file():
                 raise RuntimeError(f"the bundle's training wrote no {best}; see the log.")
-            self.output_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.output_path.with_name(f".{self.output_path.name}.{os.getpid()}.tmp")
-            shutil.copyfile(best, tmp)
-            os.replace(tmp, self.output_path)
         finally:
             release_output(run_dir / "last.pt")  # also when this server process runs the next training itself
-        trainer = workflow.parser.get_parsed_content("train#trainer")
-        evaluator = workflow.parser.get_parsed_content("validate#evaluator")
-        stats = {
-            "bundle": self.bundle.name,
-            "epochs": int(trainer.state.epoch),
-            "num_train": len(train_items),
-            "num_val": len(val_items),
-            "class_counts": {n: int(sum(item["label"] == i for item in items)) for i, n in enumerate(self.class_names)},
-            "best_metric": _finite_or_none(getattr(evaluator.state, "best_metric", None)),
-            "best_metric_epoch": int(getattr(evaluator.state, "best_metric_epoch", -1)),
-            "started_from": str(init) if init is not None else None,
-            "checkpoint": str(self.output_path),
-            "seconds": round(time.time() - start, 1),
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-        (self.work_dir / "train_stats.json").write_text(json.dumps(stats, indent=2))
-        logger.info("published %s: %s", self.output_path, stats)
-        return stats
+        return workflow, init
 
 
 def _finite_or_none(value: Any) -> float | None:
