@@ -19,6 +19,8 @@ SLOW_FILES = (
     "reliability/test_checkpoint_errors.py",
     "reliability/test_distributed.py",
     "reliability/test_finished_run.py",
+    "reliability/test_inconclusive_runs.py",
+    "reliability/test_monailabel_guard.py",
     "reliability/test_monailabel_requests.py",
     "reliability/test_predict_safety.py",
     "reliability/test_resume.py",
