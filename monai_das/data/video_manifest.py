@@ -337,7 +337,7 @@ def _fold_splits(
 
 
 class VideoManifestDataset(Dataset):
-    """Videos listed in a CSV manifest, decoded with PyAV to ``(C, T, H, W)`` float32 in [0, 1].
+    """Videos listed in a CSV manifest, decoded with PyAV to ``(C, T, H, W)`` float32 8-bit values (0-255).
 
     Decoding uses :class:`monai_das.transforms.LoadVideo` (grayscale gives C = 1). Frames keep their
     native size and count: resize to ``(size, size)`` and fix the frame count in ``transform`` (e.g.
@@ -534,18 +534,18 @@ class VideoManifestDataset(Dataset):
         return torch.as_tensor(img, dtype=torch.float32)
 
     def load(self, path: str) -> torch.Tensor:
-        """Decoded video ``(C, T, H, W)`` float32 in [0, 1], from the cache when there is one."""
+        """Decoded video ``(C, T, H, W)`` float32, 8-bit values (0-255), from the cache when there is one."""
         if self.cache_dir is None:
             return self._decode(path)
         cache = self._cache_file(path)
         if os.path.isfile(cache):
             try:
                 arr = np.load(cache, allow_pickle=False)
-                return torch.from_numpy(arr.astype(np.float32) / np.float32(255.0))
+                return torch.from_numpy(arr.astype(np.float32))
             except (OSError, ValueError):
                 pass  # unreadable cache entry (e.g. interrupted write): decode again and replace it
         img = self._decode(path)
-        quant = torch.round(img * 255.0).clamp_(0, 255).to(torch.uint8)
+        quant = torch.round(img).clamp_(0, 255).to(torch.uint8)
         with atomic_write(cache, "wb") as f:
             np.save(f, quant.numpy(), allow_pickle=False)
         return img
