@@ -14,7 +14,8 @@ from .covid_blues import (
 )
 from .domain_check import STATISTICS, DomainCheckd, domain_warning, input_statistics, training_statistics
 from .input_discovery import DICOM_SUFFIXES, NIFTI_SUFFIXES, VIDEO_SUFFIXES, InputSpec, expand_inputs, inference_datalist
-from .load_sequence import LoadSequence, LoadSequenced, LoadSequenceD, LoadSequenceDict
+from .inference_dataset import InferenceDataset, error_message
+from .load_sequence import LoadSequence, LoadSequenced, LoadSequenceD, LoadSequenceDict, picked_source_frames
 from .medmnist3d import (
     MEDMNIST3D_FLAGS,
     MEDMNIST3D_SIZES,
@@ -65,9 +66,12 @@ __all__ = [
     "DICOM_SUFFIXES",
     "NIFTI_SUFFIXES",
     "VIDEO_SUFFIXES",
+    "InferenceDataset",
     "InputSpec",
     "expand_inputs",
     "inference_datalist",
+    "error_message",
+    "picked_source_frames",
     "LoadSequence",
     "LoadSequenced",
     "LoadSequenceD",
