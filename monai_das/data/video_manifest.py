@@ -11,16 +11,20 @@ import csv
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from monai.transforms import apply_transform
+from monai.utils import optional_import
 from torch.utils.data import Dataset
 
 from monai_das.data.indexing import resolve_index
 from monai_das.utils.atomic_file import atomic_write
+
+StratifiedGroupKFold, _ = optional_import("sklearn.model_selection", name="StratifiedGroupKFold")
 
 __all__ = [
     "read_manifest",
@@ -185,15 +189,10 @@ def group_k_fold(
 ) -> list[list[dict[str, Any]]]:
     """Divide rows into ``num_folds`` folds so that no group (patient) is in two folds; deterministic for a seed.
 
-    The greedy of scikit-learn's ``StratifiedGroupKFold``: groups are ordered by name and shuffled with
-    ``numpy.random.default_rng(seed)``; with ``stratify_key`` they are then stably sorted by how concentrated
-    their values are (the standard deviation of the group's count per value, largest first). Each group in turn
-    goes to the fold that keeps every value's share of rows most even across the folds (the mean over values of
-    the standard deviation, across folds, of the fold's fraction of that value's rows); ties go to the fold with
-    the fewest rows, then to the lowest index. Without ``stratify_key`` this fills the smallest fold first.
-
-    A group whose rows hold several values (a patient with videos of different labels) stays whole, so the
-    folds are stratified only as far as the groups allow.
+    scikit-learn's ``StratifiedGroupKFold(num_folds, shuffle=True, random_state=seed)``: the groups, shuffled, go one
+    by one to the fold that keeps every ``stratify_key`` value's share most even (the smallest fold first without
+    ``stratify_key``). A group whose rows hold several values (a patient with videos of different labels) stays
+    whole, so the folds are stratified only as far as the groups allow.
 
     Args:
         rows: row dicts (e.g. from :func:`read_manifest`).
@@ -210,36 +209,16 @@ def group_k_fold(
             stratify value (naming the row).
     """
     rows = list(rows)
-    group_of, sizes, values = _groups(rows, group_key, stratify_key)
+    group_of, sizes, _ = _groups(rows, group_key, stratify_key)
     if isinstance(num_folds, bool) or not isinstance(num_folds, (int, np.integer)) or not 2 <= num_folds <= len(sizes):
         raise ValueError(f"num_folds must be an integer in [2, {len(sizes)}] (the number of groups), got {num_folds}.")
-    names = sorted(sizes)
-    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-    classes = sorted({v for vs in values.values() for v in vs}) or [""]
-    counts = {g: np.zeros(len(classes)) for g in order}
-    for g in order:
-        if stratify_key is None:
-            counts[g][0] = sizes[g]
-        else:
-            for v in values[g]:
-                counts[g][classes.index(v)] += 1
-    order.sort(key=lambda g: -float(np.std(counts[g])))  # stable: the shuffle breaks ties
-    totals = sum(counts.values())
-    fold_counts = np.zeros((num_folds, len(classes)))
-    fold_of: dict[str, int] = {}
-    for g in order:
-        costs = []
-        for j in range(num_folds):
-            trial = fold_counts.copy()
-            trial[j] += counts[g]
-            costs.append((float(np.mean(np.std(trial / totals, axis=0))), float(fold_counts[j].sum()), j))
-        best = min(costs)[2]
-        fold_of[g] = best
-        fold_counts[best] += counts[g]
-    out: list[list[dict[str, Any]]] = [[] for _ in range(num_folds)]
-    for row, g in zip(rows, group_of):
-        out[fold_of[g]].append(row)
-    return out
+    strata = [str(r[stratify_key]).strip() for r in rows] if stratify_key is not None else [""] * len(rows)
+    splitter = StratifiedGroupKFold(n_splits=int(num_folds), shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a value rarer than num_folds is expected with few patients
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        tests = [test for _, test in splitter.split(np.zeros(len(rows)), strata, group_of)]
+    return [[rows[i] for i in sorted(test)] for test in tests]
+
 
 def _resolve(manifest: str, path: str) -> str:
     path = os.path.expanduser(path)
