@@ -12,7 +12,6 @@ from .covid_blues import (
     covid_blues_class_names,
     read_covid_blues_labels,
 )
-from .domain_check import STATISTICS, DomainCheckd, domain_warning, input_statistics, training_statistics
 from .input_discovery import DICOM_SUFFIXES, NIFTI_SUFFIXES, VIDEO_SUFFIXES, InputSpec, expand_inputs, inference_datalist
 from .inference_dataset import InferenceDataset, error_message
 from .load_sequence import LoadSequence, LoadSequenced, LoadSequenceD, LoadSequenceDict, picked_source_frames
@@ -58,11 +57,6 @@ __all__ = [
     "BUSVDataset",
     "busv_frame_files",
     "list_busv_videos",
-    "STATISTICS",
-    "DomainCheckd",
-    "domain_warning",
-    "input_statistics",
-    "training_statistics",
     "DICOM_SUFFIXES",
     "NIFTI_SUFFIXES",
     "VIDEO_SUFFIXES",

@@ -274,7 +274,7 @@ def test_out_of_domain_input_gets_a_domain_warning(tmp_path, vessel_checkpoint):
 
 
 def test_domain_statistics():
-    from monai_das.data import domain_warning, input_statistics, training_statistics
+    from monai_das.transforms import domain_warning, input_statistics, training_statistics
 
     masks = np.zeros((3, 10, 10, 10))
     masks[:, :2] = 255

@@ -156,9 +156,14 @@ def class_names(name: str, overrides: dict | None = None) -> list[str]:
 
 
 def check_predictions(path: Path, class_names: list[str], num_inputs: int, frames: int, k: int) -> None:
+    """inference.json's predictions.csv: one traceable row per input (``status`` ok, the picks as the file numbers
+    its frames, the checkpoint's sha256)."""
     rows = read_rows(path)
     prob_columns = [f"prob_{c}" for c in class_names]
-    assert list(rows[0]) == ["id", "predicted_class", "predicted_label", *prob_columns, "picked_frames"]
+    assert list(rows[0]) == ["id", "status", "predicted_class", "predicted_label", *prob_columns, "picked_frames",
+                             "source_frames", "error", "domain_warning", "checkpoint_sha256"]
+    assert {r["status"] for r in rows} == {"ok"} and {r["error"] for r in rows} == {""}, rows
+    assert len({r["checkpoint_sha256"] for r in rows}) == 1 and len(rows[0]["checkpoint_sha256"]) == 64
     assert len(rows) == num_inputs, f"{len(rows)} prediction rows for {num_inputs} test inputs"
     assert len({r["id"] for r in rows}) == num_inputs, "prediction ids are not unique"
     for row in rows:
@@ -170,6 +175,7 @@ def check_predictions(path: Path, class_names: list[str], num_inputs: int, frame
         assert len(picked) == k, f"{len(picked)} picked frames, expected k = {k} of T = {frames}: {row}"
         assert picked == sorted(set(picked)), f"picked frames not distinct and increasing: {picked}"
         assert all(0 <= i < frames for i in picked), f"picked frames outside [0, {frames}): {picked}"
+        assert len(row["source_frames"].split()) == k, row
 
 
 def check_checkpoint(ckpt: Path, network: torch.nn.Module) -> None:
