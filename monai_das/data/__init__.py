@@ -44,13 +44,9 @@ from .synthetic import (
     save_synthetic_npz,
     synthetic_evidence_mask,
 )
-from .video_manifest import (
-    VideoManifestDataset,
-    group_k_fold,
-    read_manifest,
-    split_by_group,
-    validate_manifest,
-)
+from .group_splits import group_k_fold, split_by_group
+from .manifest import read_manifest, validate_manifest
+from .video_manifest import VideoManifestDataset
 
 __all__ = [
     "BUSV_CLASS_NAMES",

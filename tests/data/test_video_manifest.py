@@ -167,7 +167,7 @@ def test_cache(tmp_path, video_root, monkeypatch):
     def no_decode(path):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(cached, "_decode", no_decode)
+    monkeypatch.setattr(cached.videos, "_decode", no_decode)
     torch.testing.assert_close(cached[0]["image"], first, rtol=0, atol=0)
     # other decode options -> another cache entry
     other = VideoManifestDataset(video_root / "manifest.csv", cache_dir=cache, max_frames=2)
