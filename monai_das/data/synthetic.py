@@ -315,9 +315,8 @@ class SyntheticSequenceDataset(Dataset):
     computed when requested (about 2-3 ms for a 32-frame 32x32 sample on one CPU core), or held in
     memory after the first access when ``cache=True``.
 
-    Each item is a dict ``{"image": float32 tensor (1, T, H, W) in 8-bit units (255 times the sequence in [0, 1]: the
-    unit of every dataset here; the bundles scale it back), "label": int64 0-d tensor,
-    "evidence_start": int64 0-d tensor}``, passed through ``transform`` when given.
+    Each item is a dict ``{"image": float32 tensor (1, T, H, W) in 8-bit units (255 x the sequence), "label": int64
+    0-d tensor, "evidence_start": int64 0-d tensor}``, passed through ``transform`` when given.
 
     Args:
         num_samples: N.
