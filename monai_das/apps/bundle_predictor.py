@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from monai_das.data import picked_source_frames
 from monai_das.handlers import load_checkpoint, split_checkpoint
 
-__all__ = ["Prediction", "BundlePredictor", "bundle_parser", "file_sha256"]
+__all__ = ["Prediction", "BundlePredictor", "bundle_parser", "file_sha256", "TASK_OPTIONS", "check_checkpoint_fits"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def input_notes(caught: Any, domain: str = "") -> list[str]:
     notes = []
     for w in caught:
         text = " ".join(str(w.message).split())
-        if not issubclass(w.category, UserWarning) or text == domain:
+        if not issubclass(w.category, UserWarning) or (domain and text.endswith(domain)):  # its own column
             continue
         if LIBRARY_NOTICES.search(text):
             if text not in _logged_notices:
@@ -52,6 +53,44 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+#: the network options that say which bundle a checkpoint was trained for: its data (``data_name``) and channels;
+#: ``class_names`` too for a checkpoint or bundle that does not name its data
+TASK_OPTIONS = ("data_name", "in_channels")
+
+
+def check_checkpoint_fits(ckpt: str | os.PathLike, expected: Mapping[str, Any], bundle: str | os.PathLike,
+                          keys: tuple[str, ...] | None = None) -> None:
+    """Refuse a checkpoint trained for another bundle (other data, classes or frame layout), naming both.
+
+    The checkpoint's network options (``network_config``, what the bundles save with the weights) are compared with
+    ``expected``, the bundle's (its ``network_config``'s ``state_dict()``). A checkpoint without options (a plain state
+    dict) says nothing and passes.
+
+    Args:
+        ckpt: the checkpoint file.
+        expected: the bundle's network options.
+        bundle: the bundle, for the message.
+        keys: the options compared: ``None`` compares every option both name (``inference.json``, which runs its
+            config's options); ``TASK_OPTIONS`` only which bundle the checkpoint is for (``monai-das predict`` and
+            MONAI Label, before they take the checkpoint's other options).
+
+    Raises:
+        ValueError: naming the checkpoint, the bundle, and each option with both values.
+    """
+    _, saved = split_checkpoint(load_checkpoint(ckpt))
+    if not saved:
+        return
+    if keys is None:
+        keys = tuple(k for k in saved if k in expected)
+    elif not ("data_name" in saved and "data_name" in expected):
+        keys = (*keys, "class_names")
+    differ = [f"{k} = {saved[k]!r} in the checkpoint, {expected[k]!r} in the bundle" for k in keys
+              if k in saved and k in expected and saved[k] != expected[k]]
+    if differ:
+        raise ValueError(f"checkpoint '{ckpt}' does not fit bundle '{bundle}': " + "; ".join(differ) + ". Use a "
+                         "checkpoint trained with this bundle and these options (or the options it was trained with).")
 
 
 def bundle_parser(bundle: str | os.PathLike, overrides: Mapping[str, Any] | None = None, strict: bool = True) -> Any:
@@ -240,7 +279,7 @@ class BundlePredictor:
         SOPInstanceUIDs (DICOM series; else empty): from what :meth:`prepare` returned."""
         read_index = torch.as_tensor(data["image_frame_index"]).reshape(-1)[torch.as_tensor(picks)].tolist()
         uids = str(data["image_source_uids"]).split()
-        return ([int(data["image_source_frames"][i]) for i in read_index],
+        return (picked_source_frames(data["image_frame_index"], data["image_source_frames"], picks),
                 [uids[i] for i in read_index] if uids else [])
 
     @staticmethod

@@ -12,9 +12,9 @@ from .covid_blues import (
     covid_blues_class_names,
     read_covid_blues_labels,
 )
-from .domain_check import STATISTICS, DomainCheckd, domain_warning, input_statistics, training_statistics
 from .input_discovery import DICOM_SUFFIXES, NIFTI_SUFFIXES, VIDEO_SUFFIXES, InputSpec, expand_inputs, inference_datalist
-from .load_sequence import LoadSequence, LoadSequenced, LoadSequenceD, LoadSequenceDict
+from .inference_dataset import InferenceDataset, error_message
+from .load_sequence import LoadSequence, LoadSequenced, LoadSequenceD, LoadSequenceDict, picked_source_frames
 from .medmnist3d import (
     MEDMNIST3D_FLAGS,
     MEDMNIST3D_SIZES,
@@ -44,30 +44,24 @@ from .synthetic import (
     save_synthetic_npz,
     synthetic_evidence_mask,
 )
-from .video_manifest import (
-    VideoManifestDataset,
-    group_k_fold,
-    read_manifest,
-    split_by_group,
-    validate_manifest,
-)
+from .group_splits import group_k_fold, split_by_group
+from .manifest import read_manifest, validate_manifest
+from .video_manifest import VideoManifestDataset
 
 __all__ = [
     "BUSV_CLASS_NAMES",
     "BUSVDataset",
     "busv_frame_files",
     "list_busv_videos",
-    "STATISTICS",
-    "DomainCheckd",
-    "domain_warning",
-    "input_statistics",
-    "training_statistics",
     "DICOM_SUFFIXES",
     "NIFTI_SUFFIXES",
     "VIDEO_SUFFIXES",
+    "InferenceDataset",
     "InputSpec",
     "expand_inputs",
     "inference_datalist",
+    "error_message",
+    "picked_source_frames",
     "LoadSequence",
     "LoadSequenced",
     "LoadSequenceD",

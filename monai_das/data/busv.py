@@ -96,14 +96,14 @@ def busv_frame_files(folder: str | os.PathLike) -> list[str]:
 
 
 def _read_png(path: str) -> np.ndarray:
-    """One frame as float32 ``(H, W)`` in [0, 1] (colour converted to luma)."""
+    """One frame as float32 ``(H, W)`` in 8-bit units, 0-255 (colour converted to luma, 16-bit scaled down)."""
     with Image.open(path) as img:
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(img, dtype=np.float32)
-            return np.clip(arr / 65535.0, 0.0, 1.0).astype(np.float32)
+            return np.clip(arr * (255.0 / 65535.0), 0.0, 255.0).astype(np.float32)
         if img.mode != "L":
             img = img.convert("L")
-        return np.asarray(img, dtype=np.float32) / np.float32(255.0)
+        return np.asarray(img, dtype=np.float32)
 
 
 def _read_ids(video_ids: Sequence[str] | str | os.PathLike) -> list[str]:
@@ -117,7 +117,7 @@ def _read_ids(video_ids: Sequence[str] | str | os.PathLike) -> list[str]:
 
 
 class BUSVDataset(Dataset):
-    """BUSV videos stored as folders of PNG frames; items ``(1, T, H, W)`` float32 in [0, 1].
+    """BUSV videos stored as folders of PNG frames; items ``(1, T, H, W)`` float32, 0-255.
 
     Items are dicts ``{"image": float32 tensor (1, T, H, W), "label": int64 0-d tensor (0 benign,
     1 malignant), "video_id": str}`` passed through ``transform`` when given. Frames of a video

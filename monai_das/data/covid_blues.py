@@ -12,7 +12,8 @@ from typing import Any
 
 from monai.utils import look_up_option
 
-from monai_das.data.video_manifest import _ROW, VideoManifestDataset, _where, read_manifest
+from monai_das.data.manifest import _ROW, _where, read_manifest
+from monai_das.data.video_manifest import VideoManifestDataset
 
 __all__ = [
     "COVID_BLUES_CLASS_NAMES",

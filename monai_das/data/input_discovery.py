@@ -149,20 +149,17 @@ def expand_inputs(
 def inference_datalist(
     paths: Sequence[str | os.PathLike], npz_split: str = "test", max_voxels: int | None = DEFAULT_MAX_VOXELS
 ) -> list[dict[str, Any]]:
-    """The datalist of a bundle's inference: ``{"image": what LoadSequenced reads, "id": the input's name}`` per
-    input of :func:`expand_inputs`; unusable inputs are left out with a logged warning.
+    """The datalist of a bundle's inference: ``{"image": what LoadSequenced reads, "id": the input's name, "error":
+    why it cannot be used, else ""}`` per input of :func:`expand_inputs` (an input given or found but unusable stays
+    in the list with its error: :class:`InferenceDataset` turns it into an error row).
 
     Raises:
-        ValueError: when no usable input is found.
+        ValueError: when no input is found at all.
     """
     specs = expand_inputs(paths, npz_split, max_voxels)
-    for spec in specs:
-        if spec.error is not None:
-            logger.warning("left out: %s", spec.error)
-    datalist = [{"image": spec.source, "id": spec.id} for spec in specs if spec.error is None]
-    if not datalist:
+    if not specs:
         raise ValueError(f"no NIfTI, DICOM, video or npz input found in {[str(p) for p in paths]}.")
-    return datalist
+    return [{"image": spec.source, "id": spec.id, "error": spec.error or ""} for spec in specs]
 
 
 def _invalid(path: Path, message: str) -> InputSpec:

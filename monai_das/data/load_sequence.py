@@ -31,7 +31,7 @@ from .sequence_readers import (
     slice_axcodes,
 )
 
-__all__ = ["LoadSequence", "LoadSequenced", "LoadSequenceD", "LoadSequenceDict"]
+__all__ = ["LoadSequence", "LoadSequenced", "LoadSequenceD", "LoadSequenceDict", "picked_source_frames"]
 
 
 class LoadSequence(Transform):
@@ -157,6 +157,20 @@ class LoadSequenced(MapTransform):
             d[f"{key}_source_uids"] = " ".join(seq.source_uids)
             d[f"{key}_num_source_frames"] = int(seq.num_source_frames)
         return d
+
+
+def picked_source_frames(frame_index: Any, source_frames: Any, picks: Any) -> list[int]:
+    """The picks (indices among the network's ``T`` frames) as the file numbers its frames.
+
+    Args:
+        frame_index: ``f"{key}_frame_index"`` after the frame transforms, ``(1, T, 1, 1)``: the read frame of each
+            network frame.
+        source_frames: ``f"{key}_source_frames"``, ``(N,)``: the file's number of each read frame.
+        picks: ``(n,)`` indices in ``[0, T)``.
+    """
+    read = torch.as_tensor(frame_index).reshape(-1)[torch.as_tensor(picks, dtype=torch.int64)].tolist()
+    numbers = torch.as_tensor(source_frames).reshape(-1).tolist()
+    return [int(numbers[i]) for i in read]
 
 
 def _name(source: Any) -> str:

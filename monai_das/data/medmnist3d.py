@@ -106,7 +106,7 @@ class MedMNIST3D(NpzSequenceDataset):
     Works offline: the file must be in ``root`` unless ``download=True``. Its md5 is checked once
     per file per process against ``medmnist.info.INFO[flag]["MD5"]`` (``"MD5_64"`` for size 64).
 
-    Items are dicts ``{"image": float32 tensor (1, T, H, W) in [0, 1] (uint8 / 255), "label": int64
+    Items are dicts ``{"image": float32 tensor (1, T, H, W), the file's uint8 values (0-255), "label": int64
     0-d tensor}`` with T = H = W = ``size`` (T is the volume's first axis), passed through
     ``transform`` when given.
 

@@ -69,7 +69,7 @@ class NpzSequenceDataset(Dataset):
     ``{split}_<name>`` array whose first dimension is N (for example ``evidence_start`` in files from
     :func:`monai_das.data.save_synthetic_npz`) is returned under ``<name>`` in each item.
 
-    Items are dicts ``{"image": float32 tensor (C, T, H, W) in [0, 1] (uint8 divided by 255),
+    Items are dicts ``{"image": float32 tensor (C, T, H, W) in 8-bit units (0-255: uint8 as it is, float times 255),
     "label": int64 0-d tensor, ...}``, passed through ``transform`` when given. T is the first
     spatial axis (the depth of a MedMNIST volume).
 
@@ -184,8 +184,8 @@ class NpzSequenceDataset(Dataset):
         if arr.ndim == 3:
             arr = arr[None]
         if arr.dtype == np.uint8:
-            return torch.from_numpy(arr.astype(np.float32) / np.float32(255.0))
-        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            return torch.from_numpy(arr.astype(np.float32))
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32) * np.float32(255.0))
 
     def __getitem__(self, index: int) -> Any:
         if isinstance(index, slice):

@@ -316,7 +316,7 @@ def read_video(
     max_voxels: int | None = DEFAULT_MAX_VOXELS,
 ) -> FrameSequence:
     """A video (PyAV, :func:`monai_das.transforms.load_video`): at most ``max_frames`` frames evenly spread over it,
-    intensities 0-255 (``load_video``'s [0, 1] times 255, rounded: the 8-bit values of the decoded frames).
+    intensities 0-255 (the 8-bit values of the decoded frames).
 
     Raises:
         ValueError: naming the file, when it cannot be decoded or the kept frames are over ``max_voxels`` (checked
@@ -325,8 +325,7 @@ def read_video(
     frames, meta = load_video(path, max_frames=max_frames, grayscale=grayscale, max_voxels=max_voxels)
     n, total = frames.shape[1], int(meta.get("total_frames", frames.shape[1]))
     source = uniform_frame_indices(total, n) if total > n else np.arange(n)
-    pixels = np.round(frames * np.float32(255.0))
-    return FrameSequence(MetaTensor(pixels), [int(s) for s in source], [], total)
+    return FrameSequence(MetaTensor(frames), [int(s) for s in source], [], total)
 
 
 def read_array(

@@ -315,8 +315,8 @@ class SyntheticSequenceDataset(Dataset):
     computed when requested (about 2-3 ms for a 32-frame 32x32 sample on one CPU core), or held in
     memory after the first access when ``cache=True``.
 
-    Each item is a dict ``{"image": float32 tensor (1, T, H, W) in [0, 1], "label": int64 0-d tensor,
-    "evidence_start": int64 0-d tensor}``, passed through ``transform`` when given.
+    Each item is a dict ``{"image": float32 tensor (1, T, H, W) in 8-bit units (255 x the sequence), "label": int64
+    0-d tensor, "evidence_start": int64 0-d tensor}``, passed through ``transform`` when given.
 
     Args:
         num_samples: N.
@@ -380,7 +380,7 @@ class SyntheticSequenceDataset(Dataset):
         i = resolve_index(index, self.num_samples, f"a dataset of {self.num_samples} samples")
         vol, start = self._sample(i)
         item = {
-            "image": torch.from_numpy(vol.copy()).unsqueeze(0),
+            "image": torch.from_numpy(vol * np.float32(255.0)).unsqueeze(0),  # the 8-bit units of every dataset
             "label": torch.tensor(int(self.labels[i]), dtype=torch.int64),
             "evidence_start": torch.tensor(start, dtype=torch.int64),
         }

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_das.data.load_sequence import picked_source_frames
 from monai_das.networks.utils import unwrap_network
 from monai_das.utils.atomic_file import atomic_write
 
@@ -45,6 +46,12 @@ class PredictionWriter:
             (default) writes no label.
         mask_key: key of the ``(T,)`` bool mask of real frames in each decollated batch item (as
             :py:class:`monai_das.transforms.PadOrCropFramesd` writes it); items without it keep every pick.
+        trace: also write, as ``monai-das predict`` does, ``status`` (``ok``, or ``error`` for an item with a
+            non-empty ``"error"``, as :py:class:`monai_das.data.InferenceDataset` makes them: its message in the
+            ``error`` column, no prediction), ``source_frames`` (the picks as the file numbers its frames, from the
+            ``<image_key>_frame_index`` and ``<image_key>_source_frames`` that ``LoadSequenced`` writes),
+            ``domain_warning`` (``<image_key>_domain_warning``) and ``checkpoint_sha256``.
+        checkpoint_sha256: the sha256 of the checkpoint the network runs (with ``trace``).
     """
 
     def __init__(
@@ -57,6 +64,8 @@ class PredictionWriter:
         image_key: str = "image",
         label_key: str | None = None,
         mask_key: str = "image_frame_mask",
+        trace: bool = False,
+        checkpoint_sha256: str = "",
     ) -> None:
         if not class_names:
             raise ValueError("class_names must name at least one class.")
@@ -68,6 +77,8 @@ class PredictionWriter:
         self.image_key = image_key
         self.label_key = label_key
         self.mask_key = mask_key
+        self.trace = bool(trace)
+        self.checkpoint_sha256 = str(checkpoint_sha256)
         self.rows: list[list[str]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -103,6 +114,10 @@ class PredictionWriter:
                     "class names were given."
                 )
             item = batch[i] if isinstance(batch, list) else {}
+            if self.trace and isinstance(item, dict) and item.get("error"):
+                self.rows.append([self._item_id(item, len(self.rows)), "error"] + [""] * (len(self.class_names) + 4)
+                                 + [str(item["error"]), "", self.checkpoint_sha256])
+                continue
             label = int(probs.argmax())
             picks = sampled.indices[i].cpu()
             if isinstance(item, dict) and item.get(self.mask_key) is not None:
@@ -110,16 +125,27 @@ class PredictionWriter:
             indices = " ".join(str(int(j)) for j in picks.tolist())
             truth = [str(int(torch.as_tensor(item[self.label_key]).reshape(-1)[0]))] if self.label_key else []
             self.rows.append(
-                [self._item_id(item, len(self.rows)), *truth, str(label), self.class_names[label]]
+                [self._item_id(item, len(self.rows)), *truth, *(["ok"] if self.trace else []), str(label),
+                 self.class_names[label]]
                 + [f"{p:.6f}" for p in probs.tolist()]
                 + [indices]
+                + (self._trace_cells(item, picks) if self.trace else [])
             )
+
+    def _trace_cells(self, item: dict, picks: torch.Tensor) -> list[str]:
+        """``source_frames, error, domain_warning, checkpoint_sha256`` of one item that ran."""
+        index, source = f"{self.image_key}_frame_index", f"{self.image_key}_source_frames"
+        numbers = picked_source_frames(item[index], item[source], picks) if index in item and source in item else []
+        return [" ".join(map(str, numbers)), "", str(item.get(f"{self.image_key}_domain_warning", "")),
+                self.checkpoint_sha256]
 
     def write(self, engine: Engine | None = None) -> None:
         """Write the rows collected in this run to ``output_path``."""
         with atomic_write(self.output_path, newline="") as f:
             writer = csv.writer(f)
             writer.writerow(
-                ["id", *(["label"] if self.label_key else []), "predicted_class", "predicted_label"] + [f"prob_{c}" for c in self.class_names] + ["picked_frames"]
+                ["id", *(["label"] if self.label_key else []), *(["status"] if self.trace else []), "predicted_class",
+                 "predicted_label"] + [f"prob_{c}" for c in self.class_names] + ["picked_frames"]
+                + (["source_frames", "error", "domain_warning", "checkpoint_sha256"] if self.trace else [])
             )
             writer.writerows(self.rows)

@@ -1,5 +1,5 @@
 """Frame-sequence transforms for channel-first ``(C, T, H, W)`` images: pure functions, array and
-dictionary transforms (with ``D``/``Dict`` aliases)."""
+dictionary transforms (with ``D``/``Dict`` aliases), and the check that flags an input unlike the training data."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from .dictionary import (
     VolumeToSequenced,
     VolumeToSequenceDict,
 )
+from .domain_check import STATISTICS, DomainCheckd, domain_warning, input_statistics, training_statistics
 from .functional import (
     MAX_VIDEO_VOXELS,
     FrameCropMode,
@@ -37,6 +38,11 @@ from .functional import (
 )
 
 __all__ = [
+    "STATISTICS",
+    "DomainCheckd",
+    "domain_warning",
+    "input_statistics",
+    "training_statistics",
     # functional
     "MAX_VIDEO_VOXELS",
     "FrameCropMode",

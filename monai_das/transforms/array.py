@@ -43,7 +43,8 @@ def _as_output_type(img: NdarrayOrTensor) -> NdarrayOrTensor:
 
 
 class LoadVideo(Transform):
-    """Decode a video file into a float32 frame sequence ``(C, T, H, W)`` in ``[0, 1]``, using PyAV.
+    """Decode a video file into a float32 frame sequence ``(C, T, H, W)`` of 8-bit values
+    (0-255, the unit of every reader here; the bundles scale them to [0, 1] in their preprocessing), using PyAV.
 
     Args:
         max_frames: largest number of frames to return; when the video (after ``frame_stride``)

@@ -416,7 +416,7 @@ def load_video(
             float32, e.g. 290 frames of 1280 x 720 RGB); ``None``: no limit.
 
     Returns:
-        ``(frames, meta)``: float32 array ``(C, T, H, W)`` in ``[0, 1]`` with ``C`` = 1 or 3, and a
+        ``(frames, meta)``: float32 array ``(C, T, H, W)`` of the decoded 8-bit values (0-255) with ``C`` = 1 or 3, and a
         dict with ``filename_or_obj`` (the path), ``original_channel_dim`` (0), ``total_frames``
         (number of frames decoded from the file) and, when the container reports it, ``fps``.
 
@@ -461,7 +461,7 @@ def load_video(
         )
     stacked = np.stack([kept[p] for p in positions], axis=0)  # (T, H, W) or (T, H, W, 3)
     stacked = stacked[None] if grayscale else np.moveaxis(stacked, -1, 0)  # (C, T, H, W)
-    frames = np.ascontiguousarray(stacked, dtype=np.float32) / np.float32(255.0)
+    frames = np.ascontiguousarray(stacked, dtype=np.float32)  # the decoded 8-bit values, 0-255
     meta: dict[str, Any] = {"filename_or_obj": path, "original_channel_dim": 0, "total_frames": decoded}
     if fps is not None:
         meta["fps"] = fps

@@ -227,7 +227,10 @@ def test_short_volumes_never_spend_two_picks_on_one_slice(tmp_path, sampler_name
 
 
 def test_npz_volume_gets_the_training_intensities(tmp_path, vessel_checkpoint):
-    """A MedMNIST npz volume through the bundle's inference preprocessing is exactly the training input (/ 255)."""
+    """A MedMNIST npz volume through the bundle's inference preprocessing is exactly the training input (the dataset's
+    8-bit values through train.json's ``validate#preprocessing``)."""
+    from monai.bundle import ConfigParser
+
     from monai_das.data import MedMNIST3D
 
     npz = write_medmnist_npz(tmp_path / "vesselmnist3d.npz", n_test=3)
@@ -235,7 +238,10 @@ def test_npz_volume_gets_the_training_intensities(tmp_path, vessel_checkpoint):
     assert [s.id for s in specs] == [f"{npz}#{i}" for i in range(3)]
     assert [s.id for s in expand_inputs([npz], npz_split="val")] == [f"{npz}#0"]
     predictor = BundlePredictor(VESSEL_BUNDLE, ckpt=vessel_checkpoint)
-    training = MedMNIST3D(tmp_path, "vesselmnist3d", split="test", check_md5=False)
+    parser = ConfigParser()
+    parser.read_config(str(VESSEL_BUNDLE / "configs" / "train.json"))
+    training = MedMNIST3D(tmp_path, "vesselmnist3d", split="test", check_md5=False,
+                          transform=parser.get_parsed_content("validate#preprocessing"))
     for i in range(3):
         torch.testing.assert_close(torch.as_tensor(predictor.prepare(specs[i].source)["image"]),
                                    torch.as_tensor(training[i]["image"]), rtol=0, atol=0)
@@ -268,7 +274,7 @@ def test_out_of_domain_input_gets_a_domain_warning(tmp_path, vessel_checkpoint):
 
 
 def test_domain_statistics():
-    from monai_das.data import domain_warning, input_statistics, training_statistics
+    from monai_das.transforms import domain_warning, input_statistics, training_statistics
 
     masks = np.zeros((3, 10, 10, 10))
     masks[:, :2] = 255

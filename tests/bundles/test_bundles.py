@@ -156,9 +156,14 @@ def class_names(name: str, overrides: dict | None = None) -> list[str]:
 
 
 def check_predictions(path: Path, class_names: list[str], num_inputs: int, frames: int, k: int) -> None:
+    """inference.json's predictions.csv: one traceable row per input (``status`` ok, the picks as the file numbers
+    its frames, the checkpoint's sha256)."""
     rows = read_rows(path)
     prob_columns = [f"prob_{c}" for c in class_names]
-    assert list(rows[0]) == ["id", "predicted_class", "predicted_label", *prob_columns, "picked_frames"]
+    assert list(rows[0]) == ["id", "status", "predicted_class", "predicted_label", *prob_columns, "picked_frames",
+                             "source_frames", "error", "domain_warning", "checkpoint_sha256"]
+    assert {r["status"] for r in rows} == {"ok"} and {r["error"] for r in rows} == {""}, rows
+    assert len({r["checkpoint_sha256"] for r in rows}) == 1 and len(rows[0]["checkpoint_sha256"]) == 64
     assert len(rows) == num_inputs, f"{len(rows)} prediction rows for {num_inputs} test inputs"
     assert len({r["id"] for r in rows}) == num_inputs, "prediction ids are not unique"
     for row in rows:
@@ -170,6 +175,7 @@ def check_predictions(path: Path, class_names: list[str], num_inputs: int, frame
         assert len(picked) == k, f"{len(picked)} picked frames, expected k = {k} of T = {frames}: {row}"
         assert picked == sorted(set(picked)), f"picked frames not distinct and increasing: {picked}"
         assert all(0 <= i < frames for i in picked), f"picked frames outside [0, {frames}): {picked}"
+        assert len(row["source_frames"].split()) == k, row
 
 
 def check_checkpoint(ckpt: Path, network: torch.nn.Module) -> None:
@@ -487,6 +493,25 @@ def test_cli_verify_metadata_offline(cli):
 def test_bundles_match_generator(cli):
     rc, output = cli["make_bundles_check"]
     assert rc == 0, f"bundles/ differ from scripts/make_bundles.py (run it without --check):\n{output}"
+
+
+def test_edited_files_are_short_and_generated_ones_follow_them():
+    """What a person edits (``bundles/common/``, each ``dataset.json``) stays under 120 lines; each bundle's
+    ``train.json`` holds the shared recipe with the bundle's own values on top (its classes and data), and its
+    ``inference.json`` the same network and preprocessing as its ``train.json``."""
+    edited = [*sorted((BUNDLES_DIR / "common").glob("*.json")), *sorted(BUNDLES_DIR.glob("*/configs/dataset.json"))]
+    assert len(edited) == 6 + len(BUNDLES), edited
+    for path in edited:
+        assert len(path.read_text().splitlines()) < 120, path
+    common = json.loads((BUNDLES_DIR / "common" / "train.json").read_text())
+    for name in BUNDLES:
+        train = train_params(name)
+        own = json.loads((bundle_dir(name) / "configs" / "dataset.json").read_text())
+        assert train["train_dataset"] == own["train_dataset"] and train["class_names"] == own["class_names"], name
+        assert train["optimizer"] == common["optimizer"] and train["deterministic"] == common["deterministic"], name
+        inference = json.loads((bundle_dir(name) / "configs" / "inference.json").read_text())
+        for key in ("network_def", "sampler", "backbone", "deterministic", "class_names", "num_frames", "frame_size"):
+            assert inference[key] == train[key], (name, key)
 
 
 def test_cli_unknown_sampler(cli):

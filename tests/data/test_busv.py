@@ -36,13 +36,13 @@ def test_read_all_sorted_numerically(busv_root):
     item = ds[0]
     assert item["image"].shape == (1, 12, 12, 10) and item["image"].dtype == torch.float32
     assert int(item["label"]) == 0 and item["video_id"] == "b1"
-    np.testing.assert_allclose(item["image"][0, :, 0, 0].numpy() * 255, 10 * np.arange(12), atol=1e-4)
+    np.testing.assert_allclose(item["image"][0, :, 0, 0].numpy(), 10 * np.arange(12), atol=1e-4)
     rgb = ds[1]["image"]
-    np.testing.assert_allclose(rgb[0, :, 0, 0].numpy() * 255, [0, 10, 20], atol=1)
+    np.testing.assert_allclose(rgb[0, :, 0, 0].numpy(), [0, 10, 20], atol=1)
     files = busv_frame_files(busv_root / "rawframes" / "malignant" / "m1")
     assert [f.rsplit("/", 1)[-1] for f in files] == ["frame_1.png", "frame_2.png", "frame_3.png", "frame_10.png"]
     # written order 3,1,2,10 had values 0,10,20,30 -> sorted 1,2,3,10 gives 10,20,0,30
-    np.testing.assert_allclose(ds[2]["image"][0, :, 0, 0].numpy() * 255, [10, 20, 0, 30], atol=1e-4)
+    np.testing.assert_allclose(ds[2]["image"][0, :, 0, 0].numpy(), [10, 20, 0, 30], atol=1e-4)
     assert int(ds[2]["label"]) == 1
 
 
@@ -55,7 +55,7 @@ def test_video_ids_and_subsampling(busv_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="zz"):
         BUSVDataset(busv_root, video_ids=["b1", "zz"])
     sub = BUSVDataset(busv_root, video_ids=["b1"], max_frames=4, frame_stride=2)
-    np.testing.assert_allclose(sub[0]["image"][0, :, 0, 0].numpy() * 255, [0, 40, 60, 100], atol=1e-4)
+    np.testing.assert_allclose(sub[0]["image"][0, :, 0, 0].numpy(), [0, 40, 60, 100], atol=1e-4)
     with pytest.raises(ValueError, match="max_frames"):
         BUSVDataset(busv_root, max_frames=0)
     flipped = BUSVDataset(busv_root, video_ids=["b1"], transform=lambda d: {**d, "image": 1 - d["image"]})

@@ -122,8 +122,8 @@ def test_dataset_matches_function_and_transform():
         assert item["image"].shape == (1, 8, 16, 16) and item["image"].dtype == torch.float32
         assert item["label"].dtype == torch.int64 and int(item["label"]) == labels[i]
         assert int(item["evidence_start"]) == starts[i]
-        np.testing.assert_array_equal(item["image"].numpy(), images[i])
-    np.testing.assert_array_equal(ds[-1]["image"].numpy(), images[4])
+        np.testing.assert_array_equal(item["image"].numpy(), images[i] * np.float32(255))  # 8-bit units
+    np.testing.assert_array_equal(ds[-1]["image"].numpy(), images[4] * np.float32(255))
     with pytest.raises(IndexError):
         ds[5]
     flipped = SyntheticSequenceDataset(2, num_frames=8, size=16, transform=lambda d: {**d, "image": 1 - d["image"]})

@@ -20,18 +20,19 @@ SIZE = 32  # half the bundle's frame_size (64): the "area" resize then copies ev
 
 
 def video(num_frames: int, seed: int) -> np.ndarray:
-    """``(1, n, 32, 32)`` frames whose mean encodes their index: frame i has mean 0.9 (i + 1) / (n + 1) exactly, plus
-    a zero-mean texture that differs per frame (so the sampler has something to choose between)."""
+    """``(1, n, 32, 32)`` frames in the 8-bit units the datasets yield, whose mean after the bundle's scaling encodes
+    their index: frame i has mean 0.06 + 0.88 (i + 1) / (n + 1) exactly, plus a zero-mean texture that differs per frame
+    (so the sampler has something to choose between); every pixel stays inside [0, 1] (the scaling clips)."""
     rng = np.random.default_rng(seed)
     texture = rng.uniform(-0.05, 0.05, size=(num_frames, SIZE, SIZE))
     texture -= texture.mean(axis=(1, 2), keepdims=True)
-    levels = 0.9 * (np.arange(num_frames) + 1) / (num_frames + 1)
-    return (levels[:, None, None] + texture)[None].astype(np.float32)
+    levels = 0.06 + 0.88 * (np.arange(num_frames) + 1) / (num_frames + 1)
+    return (255.0 * (levels[:, None, None] + texture))[None].astype(np.float32)
 
 
 def source_index(frame: torch.Tensor, num_frames: int) -> int:
     """The index of the source frame a preprocessed frame ``(C, H, W)`` came from (decoded from its mean)."""
-    return int(round(float(frame.double().mean()) * (num_frames + 1) / 0.9)) - 1
+    return int(round((float(frame.double().mean()) - 0.06) * (num_frames + 1) / 0.88)) - 1
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def full_decode(path, max_frames, stride, grayscale) -> np.ndarray:
         frames = [frames[i] for i in uniform_frame_indices(len(frames), max_frames)]
     stacked = np.stack(frames)
     stacked = stacked[None] if grayscale else np.moveaxis(stacked, -1, 0)
-    return np.ascontiguousarray(stacked, dtype=np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(stacked, dtype=np.float32)
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])

@@ -65,10 +65,11 @@ class TestLoadVideo(unittest.TestCase):
         self.assertEqual(tuple(out.shape), (1, NUM_FRAMES, SIZE, SIZE))  # (C, T, H, W)
         self.assertEqual(out.dtype, torch.float32)
         self.assertGreaterEqual(float(out.min()), 0.0)
-        self.assertLessEqual(float(out.max()), 1.0)
+        self.assertLessEqual(float(out.max()), 255.0)  # the decoded 8-bit values
+        self.assertTrue(torch.equal(out, out.round()))
         means = out.mean(dim=(0, 2, 3)).numpy()
         self.assertTrue(np.all(np.diff(means) > 0), f"frame brightness not increasing: {means}")
-        np.testing.assert_allclose(means, np.array(GREY) / 255.0, atol=0.03)
+        np.testing.assert_allclose(means, np.array(GREY), atol=0.03 * 255)
 
     def test_rgb(self):
         out = LoadVideo(grayscale=False)(self.rgb)
@@ -76,8 +77,8 @@ class TestLoadVideo(unittest.TestCase):
         means = out.mean(dim=(2, 3)).numpy()  # (3, T)
         self.assertTrue(np.all(np.diff(means[0]) < 0), f"red not falling: {means[0]}")
         self.assertTrue(np.all(np.diff(means[1]) > 0), f"green not rising: {means[1]}")
-        np.testing.assert_allclose(means[2], 128 / 255.0, atol=0.03)
-        np.testing.assert_allclose(means[1], np.array(GREY) / 255.0, atol=0.04)
+        np.testing.assert_allclose(means[2], 128, atol=0.03 * 255)
+        np.testing.assert_allclose(means[1], np.array(GREY), atol=0.04 * 255)
 
     def test_grayscale_default_single_channel(self):
         self.assertEqual(LoadVideo()(self.rgb).shape[0], 1)

@@ -159,15 +159,15 @@ def datastore_class_labels(
 
 
 class SequenceListDataset(Dataset):
-    """Labelled inputs given as a list, read and prepared to the network's ``(C, T, H, W)`` as at inference.
+    """Labelled inputs given as a list, read as at inference (the bundle's `reading`); ``transform`` then prepares them.
 
-    Items are ``{"image": float32 tensor (C, T, H, W) in [0, 1], "label": int64 0-d tensor, "id": str}``, passed
-    through ``transform`` when given. Inputs are read once and kept in memory (``cache=True``).
+    Items are ``{"image": float32 tensor (C, N, H, W) as read (8-bit units), "label": int64 0-d tensor,
+    "id": str}``, passed through ``transform`` when given. Inputs are read once and kept in memory (``cache=True``).
 
     Args:
         data: ``[{"image": path, "label": class index[, "id": name]}, ...]``; a path is anything
             ``monai-das predict`` reads (NIfTI, DICOM series folder, DICOM file, video).
-        preprocessing: the bundle's inference ``preprocessing`` (``{"image": path}`` -> ``{"image": tensor, ...}``).
+        preprocessing: the bundle's inference ``reading`` (``{"image": path}`` -> ``{"image": tensor, ...}``).
         transform: applied to each item dict.
         cache: keep the prepared inputs in memory.
 
@@ -385,7 +385,8 @@ class DASClassificationTrainTask(TrainTask):
             **overrides,
         )
         parser = workflow.parser
-        preprocessing = bundle_parser(self.bundle, self.overrides, strict=False).get_parsed_content("preprocessing")
+        # read as at inference; train.json's train / validate preprocessing then scales, pads and resizes them
+        preprocessing = bundle_parser(self.bundle, self.overrides, strict=False).get_parsed_content("reading")
         datasets = {name: SequenceListDataset(data, preprocessing)
                     for name, data in (("train_dataset", train_items), ("val_dataset", val_items))}
         parser.update({**datasets, "train_labels": datasets["train_dataset"].labels,

@@ -75,23 +75,25 @@ def domain_warning(image: Any, statistics: Mapping[str, Any], margin: float = 0.
 
 class DomainCheckd(MapTransform):
     """Flag an input far outside the training data: writes ``f"{key}_domain_warning"`` (``""`` when it looks like
-    the training data) and raises a ``UserWarning`` with the same text. Run it on the frames as read, before any
-    intensity scaling.
+    the training data) and raises a ``UserWarning`` with the same text, after the input's name (its ``name_key``
+    item, else its image's ``filename_or_obj``). Run it on the frames as read, before any intensity scaling.
 
     Args:
         keys: the image key(s).
         statistics: the bundle's training statistics (:func:`training_statistics`); at least ``value_range``.
         margin: how far (a fraction) a statistic may lie outside its training range.
+        name_key: key of the input's name, for the warning.
         allow_missing_keys: don't raise an exception if a key is missing.
     """
 
     def __init__(self, keys: KeysCollection, statistics: Mapping[str, Any], margin: float = 0.05,
-                 allow_missing_keys: bool = False) -> None:
+                 name_key: str = "id", allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         if "value_range" not in statistics:
             raise ValueError(f"statistics need a value_range, got {sorted(statistics)}.")
         self.statistics = dict(statistics)
         self.margin = float(margin)
+        self.name_key = name_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -99,5 +101,6 @@ class DomainCheckd(MapTransform):
             text = domain_warning(d[key], self.statistics, self.margin)
             d[f"{key}_domain_warning"] = text
             if text:
-                warnings.warn(text, stacklevel=2)
+                name = d.get(self.name_key) or (getattr(d[key], "meta", None) or {}).get("filename_or_obj", key)
+                warnings.warn(f"{name}: {text}", stacklevel=2)
         return d
