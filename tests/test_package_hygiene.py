@@ -35,7 +35,6 @@ KNOWN_PRIVATE_ACCESS = {
     "engines/batchnorm_recalibration.py": "torch nn.modules.batchnorm._BatchNorm",
 }
 KNOWN_LONG_FILES = {
-    "data/video_manifest.py": "571 lines, being split by job",
     "handlers/training_state.py": "456 lines, being replaced by ignite/MONAI checkpointing",
     "transforms/functional.py": "468 lines, transforms/ being reorganised",
 }
