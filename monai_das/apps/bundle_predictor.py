@@ -190,6 +190,8 @@ class BundlePredictor:
         self.ckpt = self._find_checkpoint(bundle_parser(self.bundle, overrides), ckpt)
         self.ckpt_sha256 = file_sha256(self.ckpt)
         weights, saved = split_checkpoint(load_checkpoint(self.ckpt))
+        bundle_options = bundle_parser(self.bundle).get_parsed_content("network_config").state_dict()
+        check_checkpoint_fits(self.ckpt, bundle_options, self.bundle, keys=TASK_OPTIONS)
         self.overrides = {**self._saved_options(saved, dict(overrides or {})), **dict(overrides or {})}
         parser = bundle_parser(self.bundle, self.overrides)
         self.parser = parser

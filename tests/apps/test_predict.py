@@ -320,3 +320,24 @@ def test_a_size_64_checkpoint_needs_only_ckpt(tmp_path):
     (row,) = predict(VESSEL_BUNDLE, [volume], tmp_path / "r4.csv", ckpt=old,
                      overrides={"image_size": 64, "sampler_name": "uniform"})
     assert row["status"] == "ok" and len(row["picked_frames"].split()) == 32
+
+
+def test_a_checkpoint_of_another_bundle_is_refused_naming_both(tmp_path):
+    """A COVID-BLUES checkpoint (other data, classes and frames) given to the Vessel bundle: refused before any
+    input is read, naming the checkpoint, the bundle and the options that differ (it used to answer 'positive')."""
+    from monai.bundle import ConfigParser
+
+    from monai_das.apps.predict import predict
+
+    covid = REPO / "bundles" / "covid_blues_das_classification"
+    parser = ConfigParser()
+    parser.read_config(str(covid / "configs" / "train.json"))
+    parser.update({"bundle_root": str(covid), "device": "$torch.device('cpu')"})
+    ckpt = tmp_path / "covid.pt"
+    torch.save({"model": parser.get_parsed_content("network_def").state_dict(),
+                "network_config": parser.get_parsed_content("network_config").state_dict()}, ckpt)
+    volume = write_nifti(tmp_path / "v.nii.gz", np.zeros((28, 28, 28)))
+    with pytest.raises(ValueError, match=rf"checkpoint '{ckpt}' does not fit bundle '{VESSEL_BUNDLE}': data_name = "
+                                         r"'covid_blues' in the checkpoint, 'vesselmnist3d' in the bundle"):
+        predict(VESSEL_BUNDLE, [volume], tmp_path / "r.csv", ckpt=ckpt)
+    assert not (tmp_path / "r.csv").exists()
