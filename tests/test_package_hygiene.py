@@ -36,12 +36,10 @@ KNOWN_PRIVATE_ACCESS = {
 }
 KNOWN_LONG_FILES = {
     "handlers/training_state.py": "456 lines, being replaced by ignite/MONAI checkpointing",
-    "transforms/functional.py": "468 lines, transforms/ being reorganised",
 }
 KNOWN_LONG_FUNCTIONS = {
     "data/video_manifest.py": "VideoManifestDataset.__init__, 99 lines",
     "engines/staged_sampler_training.py": "train_sampler_staged, 153 lines",
-    "transforms/functional.py": "load_video, 83 lines",
 }
 
 

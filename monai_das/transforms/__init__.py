@@ -23,12 +23,10 @@ from .dictionary import (
 )
 from .domain_check import STATISTICS, DomainCheckd, domain_warning, input_statistics, training_statistics
 from .functional import (
-    MAX_VIDEO_VOXELS,
     FrameCropMode,
     FramePadMode,
     check_frames_shape,
     evenly_spaced_indices,
-    load_video,
     pad_or_crop_frame_indices,
     pad_or_crop_frames,
     random_frame_indices,
@@ -36,6 +34,7 @@ from .functional import (
     uniform_frame_indices,
     volume_to_sequence,
 )
+from .video_reading import MAX_VIDEO_VOXELS, load_video
 
 __all__ = [
     "STATISTICS",

@@ -18,19 +18,18 @@ from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends, convert_to_tensor, look_up_option
 
 from .functional import (
-    MAX_VIDEO_VOXELS,
     FrameCropMode,
     FramePadMode,
     _check_positive_int,
     _normalize_frame_axis,
     check_frames_shape,
-    load_video,
     pad_or_crop_frames,
     random_frame_indices,
     select_frames,
     uniform_frame_indices,
     volume_to_sequence,
 )
+from .video_reading import MAX_VIDEO_VOXELS, load_video
 
 __all__ = ["LoadVideo", "VolumeToSequence", "UniformFrameSample", "RandFrameSample", "PadOrCropFrames"]
 

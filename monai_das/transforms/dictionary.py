@@ -9,7 +9,8 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform
 
 from .array import LoadVideo, PadOrCropFrames, RandFrameSample, UniformFrameSample, VolumeToSequence
-from .functional import MAX_VIDEO_VOXELS, FrameCropMode, FramePadMode, check_frames_shape
+from .functional import FrameCropMode, FramePadMode, check_frames_shape
+from .video_reading import MAX_VIDEO_VOXELS
 
 __all__ = [
     "LoadVideod",
