@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -55,8 +56,11 @@ class SamplingAttention(nn.Module):
         base_prior: ``"variance"`` or ``"none"``, the starting point of the learned base score.
 
     Shape:
-        ``forward(features, raw_variance)`` with ``features`` ``(B, T, d)`` (normalised) and ``raw_variance``
-        ``(B, T)`` (non-negative), returns ``(A, tau)`` of shapes ``(B, k, T)`` and ``(B,)``.
+        ``forward(features, raw_variance, variance_prior=None)`` with ``features`` ``(B, T, d)`` (normalised) and
+        ``raw_variance`` ``(B, T)`` (non-negative), returns ``(A, tau)`` of shapes ``(B, k, T)`` and ``(B,)``.
+        ``variance_prior`` ``(B, T)``, when given, is ``prior_t`` already computed (the log variance standardised
+        over T, ``(v - mean_T v) / (std_T v + 1e-3)`` with ``v = log(raw_variance + 1e-6)``; DAS has it as its first
+        normalised feature), so it is not computed twice.
     """
 
     def __init__(
@@ -105,7 +109,9 @@ class SamplingAttention(nn.Module):
             nn.init.zeros_(self.base.weight)
             nn.init.zeros_(self.base.bias)
 
-    def forward(self, features: torch.Tensor, raw_variance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, raw_variance: torch.Tensor, variance_prior: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         b, t, _ = features.shape
         ctx = self.embed(features)  # (B, T, hidden)
         if self.temporal_context == "conv":
@@ -115,10 +121,12 @@ class SamplingAttention(nn.Module):
         if self.base_score == "learned":
             score = self.base(ctx).squeeze(-1)  # (B, T)
             if self.base_prior == "variance":
-                log_var = torch.log(raw_variance + 1e-6)
-                score = score + (log_var - log_var.mean(dim=1, keepdim=True)) / (
-                    log_var.std(dim=1, keepdim=True, unbiased=False) + 1e-3
-                )
+                if variance_prior is None:
+                    log_var = torch.log(raw_variance + 1e-6)
+                    variance_prior = (log_var - log_var.mean(dim=1, keepdim=True)) / (
+                        log_var.std(dim=1, keepdim=True, unbiased=False) + 1e-3
+                    )
+                score = score + variance_prior
             a_base = F.softplus(score)  # (B, T)
         else:
             a_base = raw_variance / raw_variance.amax(dim=1, keepdim=True).clamp_min(1e-12)
