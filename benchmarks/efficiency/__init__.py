@@ -27,7 +27,7 @@ so its memory reading starts from a clean process and no allocator cache or thre
 configurations; only one of them computes at a time. Rows go to ``benchmarks/results/efficiency.csv``, replacing rows
 with the same (device, device name, mode, threads, T, frame size, batch, method, k) and keeping the others, so a GPU run
 adds its rows beside the CPU ones; ``efficiency.md`` is rewritten from the whole CSV after every setting, and
-``--resume`` skips the settings the CSV already holds from the same command.
+``--resume`` skips the settings the CSV already holds.
 """
 
 from __future__ import annotations

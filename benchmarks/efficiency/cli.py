@@ -29,7 +29,8 @@ def run_benchmark(frames: list[int], batches: list[int], methods: list[str], dev
                   trace: bool = False, frame_sizes: list[int] | None = None, resume: bool = False) -> list[dict]:
     """Measure every (T, frame size, batch, threads, mode, method) configuration; write ``efficiency.csv`` and
     ``.md``. ``frame_sizes`` ``None`` gives frames of T x T pixels; ``threads`` 0 is torch's default. With
-    ``resume``, settings that the CSV already holds from the same command (without a failure note) are skipped.
+    ``resume``, settings (device, mode, threads, T, frame size, batch) that the CSV already holds without a failure
+    note are skipped, whichever command measured them.
 
     Returns the rows measured now (the files hold these plus the kept rows of other configurations).
     """
@@ -47,7 +48,7 @@ def run_benchmark(frames: list[int], batches: list[int], methods: list[str], dev
     modes = ["eager"] + (["compile"] if compile else []) + (["trace"] if trace else [])
     settings = [(t, size or t, b, n, mode) for t in frames for size in (frame_sizes or [0]) for b in batches
                 for n in (threads if isinstance(threads, list) else [threads]) for mode in modes]
-    done = {setting(r) for r in old if r["command"] == meta["command"] and not r["note"]} if resume else set()
+    done = {setting(r) for r in old if not r["note"]} if resume else set()
     for t, size, b, n, mode in settings:
         start = time.time()
         # full keeps every frame whatever the ratio: measured once
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-process", action="store_true",
                         help="measure every configuration in this process (no fresh process per configuration)")
     parser.add_argument("--resume", action="store_true",
-                        help="skip the settings that efficiency.csv already holds from this same command")
+                        help="skip the settings (device, mode, threads, T, frame size, batch) efficiency.csv already holds")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
