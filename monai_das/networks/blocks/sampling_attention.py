@@ -10,7 +10,12 @@ import torch.nn.functional as F
 from monai.utils import look_up_option
 from torch import nn
 
-__all__ = ["SamplingAttention"]
+__all__ = ["DEFAULT_TAU0", "SamplingAttention"]
+
+#: the base temperature of DAS, the one default of :py:class:`SamplingAttention` and ``DASampler``: the value
+#: ``DASampler`` has passed since commit 3dbfb15 (tau0 is not in the state dict, so this keeps the picks of checkpoints
+#: built with the default; only a ``SamplingAttention`` built alone changes, from 1.0)
+DEFAULT_TAU0 = 3.0
 
 BASE_SCORES = ("learned", "variance")
 TEMPORAL_CONTEXTS = ("conv", "none")
@@ -48,7 +53,7 @@ class SamplingAttention(nn.Module):
         num_samples: number of rows ``k``.
         num_heads: number of heads ``H``.
         hidden_size: width of the embedding, the MLPs and the context convolution.
-        tau0: base temperature ``tau0`` (> 0).
+        tau0: base temperature ``tau0`` (> 0), default :py:data:`DEFAULT_TAU0`.
         base_score: ``"learned"`` or ``"variance"``; ``"variance"`` reads feature 0 of the raw features.
         temporal_context: ``"conv"`` (kernel ``context_kernel``) or ``"none"``.
         context_kernel: odd kernel size of the temporal convolution.
@@ -69,7 +74,7 @@ class SamplingAttention(nn.Module):
         num_samples: int,
         num_heads: int = 4,
         hidden_size: int = 32,
-        tau0: float = 1.0,
+        tau0: float = DEFAULT_TAU0,
         base_score: str = "learned",
         temporal_context: str = "conv",
         context_kernel: int = 5,

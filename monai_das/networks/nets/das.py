@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from monai_das.networks.blocks import FrameEmbedding, FrameFeatures, SamplingAttention
+from monai_das.networks.blocks.sampling_attention import DEFAULT_TAU0
 from monai_das.networks.layers import gumbel_noise, hard_topk, straight_through_topk
 from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput, pickable_frames
 
@@ -33,8 +34,10 @@ def pooled_frames(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Every frame of ``(B, C, T, H, W)`` average-pooled to ``(height, width)``, as ``(B * T, C, height, width)``.
 
     Equal (to float32 rounding) to ``F.adaptive_avg_pool3d(x, (T, height, width))`` with T moved next to B, computed
-    as two matrix products (pooling is linear and separable): 2-6x faster on the CPU for frames that do not divide
-    evenly (512 frames of 28 -> 16 pixels at 1 thread: 0.3 ms against 1.9 ms).
+    as two matrix products (pooling is linear and separable): 2-6x faster on the CPU where the pooling windows
+    overlap, i.e. the sizes do not divide evenly (512 frames of 28 -> 16 pixels at 1 thread: 0.3 ms against 1.9 ms).
+    Where they divide evenly the matrix products do more work than the pooling (512 frames of 112 -> 16 pixels: 19.6
+    ms against 9.7 ms), so DAS pools those with ``adaptive_avg_pool3d``.
     """
     b, c, t, h, w = x.shape
     rows = x.reshape(-1, w)
@@ -71,8 +74,9 @@ class DASampler(FrameSampler):
 
     1. Per-frame features ``F``, computed on every frame average-pooled to at most ``feature_size`` pixels a side
        (so the sampler's cost stays small next to the backbone's): variance, Sobel and Laplacian edge energy
-       (:py:class:`FrameFeatures`, log-scaled and standardised over T per input), plus, when ``embedding_size > 0``, a learned tiny-CNN embedding of each
-       frame (:py:class:`FrameEmbedding`).
+       (:py:class:`FrameFeatures`, log-scaled and standardised over T per input), plus, when ``embedding_size > 0``,
+       a learned tiny-CNN embedding of each frame (:py:class:`FrameEmbedding`); the frames are pooled once and both
+       read them.
     2. Multi-head sampling attention (:py:class:`SamplingAttention`) gives k rows of logits ``A`` ``(B, k, T)`` and
        the adaptive temperature ``tau = tau0 * (0.5 + sigmoid(MLP_temp(F)))``.
     3. ``P_soft = softmax_T(tau * A + G)`` with Gumbel noise ``G`` in training only; straight-through one-hot rows
@@ -84,11 +88,10 @@ class DASampler(FrameSampler):
        (:py:func:`segment_mask`; of its real frames when a ``frame_mask`` is given): the picks then cover the
        sequence like uniform sampling, each one placed where the input shows most within its segment.
 
-    Training: the straight-through gradient is a linearisation in pixel space, and it can point the wrong way. On
-    VesselMNIST3D (binary vessel masks), trained at the backbone's learning rate, it moved the picks from the vessel
-    to the nearly empty end slices within 8 epochs, and the training loss stopped falling; the backbone then scored
-    better with uniform picks than with its own. Watch ``picked_index/class_*`` in TensorBoard for this, and give
-    the sampler a lower learning rate (the MedMNIST3D bundles use ``sampler_lr_scale`` 0.1).
+    Training: the straight-through gradient is a linearisation in pixel space, and it can point the wrong way (on
+    binary masks it can move the picks to nearly empty end slices while the training loss stops falling). Watch
+    ``picked_index/class_*`` in TensorBoard for this, and give the sampler a lower learning rate than the backbone (the
+    MedMNIST3D bundles use ``sampler_lr_scale`` 0.1; the runs behind that choice are in ``benchmarks/results/``).
 
     The literal form of the paper (picks = top-k of the frame variance) is
     ``DASampler(k, base_score="variance", row_queries=False, temporal_context="none", embedding_size=0)``.
@@ -98,9 +101,9 @@ class DASampler(FrameSampler):
         in_channels: channels of the input (for the learned embedding).
         num_heads: attention heads H.
         hidden_size: width of the attention MLPs (a multiple of ``num_heads``).
-        tau0: base temperature (> 0); the temperature multiplies the logits, so a larger ``tau0`` makes training
-            picks follow the logits more and the Gumbel noise less. 3.0 learned the synthetic task about twice as
-            fast as 1.0 (tests/test_synthetic_demonstration.py).
+        tau0: base temperature (> 0, default :py:data:`DEFAULT_TAU0` = 3.0, unchanged since commit 3dbfb15); the
+            temperature multiplies the logits, so a larger ``tau0`` makes training picks follow the logits more and
+            the Gumbel noise less.
         base_score: ``"learned"`` (default) or ``"variance"``, see :py:class:`SamplingAttention`.
         temporal_context: ``"conv"`` (default) or ``"none"``.
         context_kernel: kernel of the temporal convolution (odd).
@@ -126,7 +129,7 @@ class DASampler(FrameSampler):
         in_channels: int = 1,
         num_heads: int = 4,
         hidden_size: int = 32,
-        tau0: float = 3.0,
+        tau0: float = DEFAULT_TAU0,
         base_score: str = "learned",
         temporal_context: str = "conv",
         context_kernel: int = 5,
@@ -170,7 +173,7 @@ class DASampler(FrameSampler):
         if self.feature_size == 0 or (h <= self.feature_size and w <= self.feature_size):
             return x.transpose(1, 2).reshape(b * t, c, h, w)
         size = (min(h, self.feature_size), min(w, self.feature_size))
-        if torch.jit.is_scripting():
+        if torch.jit.is_scripting() or (h % size[0] == 0 and w % size[1] == 0):  # windows that do not overlap
             return F.adaptive_avg_pool3d(x, (t, size[0], size[1])).transpose(1, 2).reshape(b * t, c, size[0], size[1])
         return pooled_frames(x, size[0], size[1])
 

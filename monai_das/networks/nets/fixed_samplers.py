@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
@@ -14,12 +15,22 @@ __all__ = ["FullSequence", "UniformSampler", "RandomSampler"]
 
 
 class FullSequence(FrameSampler):
-    """Keeps every frame: ``P`` is the identity, ``k = T``. ``num_samples`` is accepted (and ignored) so every
-    sampler can be built with the same arguments. With a ``frame_mask`` every frame is still returned (the
-    classifier then pools over the real frames only)."""
+    """Keeps every frame: ``P`` is the identity, ``k = T``. With a ``frame_mask`` every frame is still returned (the
+    classifier then pools over the real frames only).
+
+    Args:
+        num_samples: deprecated and ignored (every frame is kept); a value other than ``None`` warns.
+    """
 
     def __init__(self, num_samples: int | None = None) -> None:
-        super().__init__(1 if num_samples is None else num_samples)
+        if num_samples is not None:
+            warnings.warn(
+                f"FullSequence(num_samples={num_samples!r}): num_samples is ignored (every frame is kept) and will be "
+                "removed; build it as FullSequence() or get_sampler('full', k).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        super().__init__(1)
 
     def forward(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> SamplerOutput:
         if not torch.jit.is_scripting() and not torch.jit.is_tracing():
