@@ -48,4 +48,5 @@ class FrameEmbedding(nn.Module):
         """The embedding of ``N`` frames ``(N, C, H, W)`` as ``(N, out_features)``."""
         if frames.shape[-2:] != (self.input_size, self.input_size):  # DAS hands over frames already pooled to this
             frames = F.adaptive_avg_pool2d(frames, self.input_size)
-        return self.net(frames).flatten(1)
+        # self.net[3], the global average pool, as one reduction
+        return self.net[2](self.net[1](self.net[0](frames))).mean(dim=(2, 3))

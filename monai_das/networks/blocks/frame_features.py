@@ -62,10 +62,13 @@ class FrameFeatures(nn.Module):
         p = self.pad
         # replicate padding: zero padding would give a flat frame an edge response at its border
         padded = F.pad(frames.reshape(n * c, 1, h, w), [p, p, p, p], mode="replicate")  # (N*C, 1, H+2p, W+2p)
-        edges = []
-        for chunk in padded.split(self.chunk_frames * c):  # whole frames per chunk (all C channels of each)
-            out = F.conv2d(chunk, self.kernels.to(chunk.dtype)).reshape(-1, c, 3, h, w)  # (n, C, 3, H, W)
-            sobel = torch.sqrt(out[:, :, :2].square().sum(dim=2) + self.eps).mean(dim=(1, 2, 3))
-            laplace = out[:, :, 2].abs().mean(dim=(1, 2, 3))
-            edges.append(torch.stack([sobel, laplace], dim=-1))
-        return torch.cat([variance[:, None], torch.cat(edges)], dim=-1)
+        kernels = self.kernels if self.kernels.dtype == frames.dtype else self.kernels.to(frames.dtype)
+        chunks = [padded] if n <= self.chunk_frames else padded.split(self.chunk_frames * c)
+        sobel, laplace = [], []
+        for chunk in chunks:  # whole frames per chunk (all C channels of each)
+            out = F.conv2d(chunk, kernels).reshape(-1, c, 3, h, w)  # (n, C, 3, H, W)
+            sobel.append(torch.sqrt(out[:, :, :2].square().sum(dim=2) + self.eps).mean(dim=(1, 2, 3)))
+            laplace.append(out[:, :, 2].abs().mean(dim=(1, 2, 3)))
+        if len(chunks) > 1:
+            sobel, laplace = [torch.cat(sobel)], [torch.cat(laplace)]
+        return torch.stack([variance, sobel[0], laplace[0]], dim=-1)

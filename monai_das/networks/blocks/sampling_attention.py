@@ -138,10 +138,10 @@ class SamplingAttention(nn.Module):
         # the H scale MLPs as one matrix product per layer, their weights stacked (the parameters stay per head)
         first_weight = torch.cat([mlp[0].weight for mlp in self.scales])  # (H * hidden, 2 * hidden)
         first_bias = torch.cat([mlp[0].bias for mlp in self.scales])
-        second_weight = torch.stack([mlp[2].weight.t() for mlp in self.scales])  # (H, hidden, k)
-        second_bias = torch.stack([mlp[2].bias for mlp in self.scales])[:, None, :]  # (H, 1, k)
+        second_weight = torch.stack([mlp[2].weight for mlp in self.scales])  # (H, k, hidden)
+        second_bias = torch.stack([mlp[2].bias for mlp in self.scales]).unsqueeze(1)  # (H, 1, k)
         hidden = F.gelu(F.linear(pooled, first_weight, first_bias)).reshape(b, self.num_heads, -1)  # (B, H, hidden)
-        scales = torch.baddbmm(second_bias, hidden.transpose(0, 1), second_weight)  # (H, B, k)
+        scales = torch.baddbmm(second_bias, hidden.transpose(0, 1), second_weight.transpose(1, 2))  # (H, B, k)
         # mean_h (s_h a_base + q_h . key_h / sqrt(dh)) = mean_h(s_h) a_base + sum_h q_h . key_h / (H sqrt(dh))
         row_scales = F.softplus(scales).mean(dim=0)  # (B, k)
         if self.row_queries:

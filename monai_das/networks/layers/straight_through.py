@@ -14,8 +14,7 @@ def one_hot_rows(indices: torch.Tensor, num_frames: int, dtype: torch.dtype) -> 
     """``(..., k)`` long indices -> ``(..., k, num_frames)`` one-hot rows of ``dtype``. Unlike ``F.one_hot`` it does
     not scan the indices for their range first (a host sync on an accelerator, and a cost on the CPU)."""
     shape = list(indices.shape) + [num_frames]
-    out = torch.zeros(shape, dtype=dtype, device=indices.device)
-    return out.scatter_(-1, indices.unsqueeze(-1), torch.ones_like(out[..., :1]))
+    return torch.zeros(shape, dtype=dtype, device=indices.device).scatter_(-1, indices.unsqueeze(-1), 1.0)
 
 
 def gumbel_noise(shape: list[int], like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -29,6 +29,11 @@ def _pooling_matrix(size: int, out_size: int) -> torch.Tensor:
     return ((j >= start) & (j < end)).float() / (end - start).float()
 
 
+def _pooling_matrix_like(size: int, out_size: int, x: torch.Tensor) -> torch.Tensor:
+    matrix = _pooling_matrix(size, out_size)
+    return matrix if matrix.dtype == x.dtype and matrix.device == x.device else matrix.to(x)
+
+
 @torch.jit.unused
 def pooled_frames(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Every frame of ``(B, C, T, H, W)`` average-pooled to ``(height, width)``, as ``(B * T, C, height, width)``.
@@ -40,13 +45,9 @@ def pooled_frames(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     ms against 9.7 ms), so DAS pools those with ``adaptive_avg_pool3d``.
     """
     b, c, t, h, w = x.shape
-    rows = x.reshape(-1, w)
-    if width != w:
-        rows = rows @ _pooling_matrix(w, width).to(x)  # (B C T H, width)
-    cols = rows.reshape(b, c, t, h, width).permute(0, 2, 1, 4, 3).reshape(-1, h)  # (B T C width, H)
-    if height != h:
-        cols = cols @ _pooling_matrix(h, height).to(x)  # (B T C width, height)
-    return cols.reshape(b * t, c, width, height).transpose(2, 3).contiguous()
+    rows = x.reshape(b * c * t, h, w) @ _pooling_matrix_like(w, width, x)  # (B C T, H, width)
+    pooled = _pooling_matrix_like(h, height, x).t() @ rows  # (B C T, height, width)
+    return pooled.reshape(b, c, t, height, width).transpose(1, 2).reshape(b * t, c, height, width)
 
 
 def segment_mask(
@@ -186,11 +187,12 @@ class DASampler(FrameSampler):
         frames = self.downsampled_frames(x)  # (B * T, C, h, w), computed once for the features and the embedding
         raw = self.features.frame_features(frames).reshape(b, t, -1)  # (B, T, 3)
         feats = torch.log(raw + 1e-6)
-        feats = (feats - feats.mean(dim=1, keepdim=True)) / (feats.std(dim=1, keepdim=True, unbiased=False) + 1e-3)
+        std, mean = torch.std_mean(feats, dim=1, keepdim=True, unbiased=False)
+        feats = (feats - mean) / (std + 1e-3)
         if self.embedding is not None:
             feats = torch.cat([feats, self.embedding.embed_frames(frames).reshape(b, t, -1)], dim=-1)
         logits, tau = self.attention(self.norm(feats), raw[..., 0], feats[..., 0])
-        logits = tau[:, None, None] * logits  # (B, k, T), returned as they are: the masks and noise go on scores
+        logits = tau.view(-1, 1, 1) * logits  # (B, k, T), returned as they are: the masks and noise go on scores
         scores = logits
         pickable = None if frame_mask is None else pickable_frames(frame_mask, self.num_samples)
         if self.coverage == "segments":
