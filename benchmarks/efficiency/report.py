@@ -158,10 +158,13 @@ def write_markdown(rows: list[dict], path: Path) -> None:
               "(`FrameSampler.check_input`: on CPU tensors one `torch.aminmax` over the whole input).",
               "- FLOPs: `torch.utils.flop_counter.FlopCounterMode` on one eager forward (GFLOPs) and on the sampler "
               "alone (MFLOPs). It counts matmul/convolution-type ops only (mm, addmm, bmm, convolution, attention, "
-              "...): elementwise work, pooling, normalisation, sorting and top-k are not counted, so the samplers' "
-              "own work is under-counted (DAS's Sobel/Laplacian/variance features are shifted sums and products, "
-              "counted as 0; what remains is its embedding CNN and attention MLPs; A-DPS's counted FLOPs are its "
-              "encoder, LSTM cell and logit layers).",
+              "...). Counted for DAS: the Sobel/Laplacian convolution of its pooled frames, its embedding CNN, its "
+              "attention's linear layers and temporal convolution, and, where the frames do not divide evenly into "
+              "its feature size (28 px), the two pooling matrix products. Not counted: the pooling of evenly dividing "
+              "frames, the variance and every other elementwise op, normalisation, the input check, sorting and the "
+              "top-k walk, and the gather of the picked frames (memory traffic, no arithmetic), so the samplers' "
+              "own work is under-counted and its FLOPs say little about its latency at batch 1, where the number of "
+              "ops dominates.",
               "- Peak memory (MiB): increase over the level just before the first forward of the whole model, over "
               "all its calls (warm-up and timed forwards and sampler calls). CPU: each configuration runs in a fresh "
               "Python process; "

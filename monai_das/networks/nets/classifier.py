@@ -14,6 +14,7 @@ from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
 __all__ = ["SubsampledClassifier", "backbone_width"]
 
 POOLINGS = ("mean", "max", "attention")
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def backbone_width(backbone: nn.Module, backbone_dims: int = 2, depth: int = 8) -> int:
@@ -30,7 +31,7 @@ def backbone_width(backbone: nn.Module, backbone_dims: int = 2, depth: int = 8) 
     width = getattr(backbone, "out_features", None)
     if isinstance(width, int) and not isinstance(width, bool):
         return width
-    conv = next((m for m in backbone.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    conv = next((m for m in backbone.modules() if isinstance(m, CONVOLUTIONS)), None)
     if conv is None:
         raise TypeError(
             f"cannot infer feature_dim: the backbone {type(backbone).__name__} has no out_features attribute and no "
