@@ -62,7 +62,9 @@ class FrameFeatures(nn.Module):
         p = self.pad
         # replicate padding: zero padding would give a flat frame an edge response at its border
         padded = F.pad(frames.reshape(n * c, 1, h, w), [p, p, p, p], mode="replicate")  # (N*C, 1, H+2p, W+2p)
-        kernels = self.kernels if self.kernels.dtype == frames.dtype else self.kernels.to(frames.dtype)
+        # contiguous: a model moved to channels_last (as the bundles train) makes this buffer channels_last too, and
+        # oneDNN then takes a slower path for these one-channel frames
+        kernels = self.kernels.to(dtype=frames.dtype, memory_format=torch.contiguous_format)
         chunks = [padded] if n <= self.chunk_frames else padded.split(self.chunk_frames * c)
         sobel, laplace = [], []
         for chunk in chunks:  # whole frames per chunk (all C channels of each)
