@@ -64,7 +64,8 @@ def targets_lines(rows: list[dict]) -> list[str]:
         if int(row["batch"]) == 1 and int(row["frames"]) == 28:
             parts.append(_check("sampler", num(row["sampler_ms_median"]), TARGETS["sampler_ms_t28"], True, " ms"))
         if int(row["frame_size"]) >= LARGE_FRAME:
-            parts.append(_check("sampler share", num(row["sampler_share"]), TARGETS["sampler_share"], True))
+            parts.append(_check("sampler share", 100 * num(row["sampler_share"]), 100 * TARGETS["sampler_share"],
+                                True, "%"))
             if int(row["batch"]) == 1:
                 parts.append(_check("speed-up vs full", num(row["speedup_vs_full"]), TARGETS["speedup"], False, "x"))
         if num(row.get("other_runnable")) >= LOADED:
@@ -144,7 +145,8 @@ def write_markdown(rows: list[dict], path: Path) -> None:
               "change the amount of work.",
               "- Latency: median and interquartile range of the timed forward passes (column `runs`) after the "
               "warm-up passes, `time.perf_counter` around each pass (CUDA: synchronised before and after). All "
-              "methods of one (T, batch) are set up at once, each in its own process, and timed in interleaved "
+              "methods of one (T, frame size, batch) are set up at once, each in its own process (all in one with "
+              "`--in-process`), and timed in interleaved "
               "rounds: one forward of every method per round, the starting method rotating, so a burst of load from "
               "elsewhere falls on every method alike. The number of rounds is lowered, to no fewer than 5, where "
               "`--repeats` of them would exceed `--time-budget` seconds per method (judged from the last warm-up "

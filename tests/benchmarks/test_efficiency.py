@@ -151,7 +151,7 @@ def test_targets_depend_on_the_setting_and_loaded_rows_are_marked(tiny_run, tmp_
     large = [dict(r, frame_size="112", other_runnable="2.5") for r in (full, uniform, das)]
     merged = merge_rows([], large)
     (line,) = efficiency.targets_lines(merged)
-    assert "sampler share 0.0385 (missed, target <= 0.03)" in line and "speed-up vs full 1.83x (missed" in line
+    assert "sampler share 3.85% (missed, target <= 3.0%)" in line and "speed-up vs full 1.83x (missed" in line
     assert line.endswith("**measured on a loaded machine** (2.5 other runnable threads): not a verdict.")
     assert efficiency.targets_lines([dict(r, threads="2") for r in merged]) == []  # judged at 1 thread only
     write_markdown(merged, tmp_path / "e.md")
