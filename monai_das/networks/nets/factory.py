@@ -45,10 +45,11 @@ def get_sampler(
     name = look_up_option(str(name).lower(), SAMPLER_NAMES)
     if name in ("dps", "adps") and num_frames is None:
         raise ValueError(f"get_sampler('{name}') needs num_frames (the sequence length T).")
-    if name != "full" and num_frames is not None and isinstance(num_samples, int) and num_samples > num_frames:
+    fits_any_length = name not in ("full", "dps", "adps")  # DPS and A-DPS check num_frames themselves
+    if fits_any_length and num_frames is not None and isinstance(num_samples, int) and num_samples > num_frames:
         raise ValueError(
-            f"get_sampler('{name}'): num_samples ({num_samples}) must be <= num_frames ({num_frames}), the frames of "
-            "each sequence."
+            f"num_samples ({num_samples}) must be <= num_frames ({num_frames}), the frames of each sequence "
+            f"(get_sampler('{name}'))."
         )
     if name in ("das", "das_segments"):
         coverage = "segments" if name == "das_segments" else "none"
