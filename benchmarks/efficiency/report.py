@@ -92,50 +92,9 @@ def _load_note(rows: list[dict]) -> str:
             f"max {peak:.1f} (on {rows[0]['cpu_count']} CPUs)")
 
 
-def write_markdown(rows: list[dict], path: Path) -> None:
-    """Rewrite ``path`` from all rows: the runs (command, machine, date, load), one table per device, the targets."""
-    by_device: dict[tuple, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_device[(row["device"], row["device_name"])].append(row)
-    lines = ["# Efficiency: latency, throughput, FLOPs and memory of every sampler", ""]
-    for (device, name), group in by_device.items():
-        runs: dict[tuple, list[dict]] = defaultdict(list)
-        for row in group:
-            runs[(row["command"], row["date"])].append(row)
-        for (command, date), run_rows in sorted(runs.items(), key=lambda kv: kv[0][1]):
-            first = run_rows[0]
-            lines += [f"- Command: `{command}`",
-                      f"  - Machine: {first['platform']}, {first['cpu_count']} CPUs, torch {first['torch']}, "
-                      f"device {device} ({name}), {first['threads']} torch threads",
-                      f"  - Date: {date}",
-                      f"  - Load: {_load_note(run_rows)}; 1-min load average at start / end "
-                      f"{first.get('loadavg_start', '')} / {first.get('loadavg_end', '')} (includes this benchmark)",
-                      f"  - Rows: {len(run_rows)}"]
-    lines.append("")
-    header = ("| mode | threads | T | frame px | batch | method | k | latency ms median (IQR) | vol/s | speed-up vs full "
-              "| sampler ms (IQR) | sampler share | sampler time vs ADPS | GFLOPs | sampler MFLOPs | peak mem MiB "
-              "| runs | note |")
-    for (device, name), group in by_device.items():
-        lines += [f"## {device}: {name}", "", header, "|" + "---|" * 18]
-        for r in group:
-            share = num(r["sampler_share"])
-            lines.append(
-                f"| {r['mode']} | {r['threads']} | {r['frames']} | {r['frame_size']} | {r['batch']} | {r['method']} | {r['k']} "
-                f"| {fmt(r['latency_ms_median'])} ({fmt(r['latency_ms_iqr'], 2)}) | {fmt(r['throughput_vol_s'])} "
-                f"| {fmt(r['speedup_vs_full'])} | {fmt(r['sampler_ms_median'])} ({fmt(r['sampler_ms_iqr'], 2)}) "
-                f"| {'' if math.isnan(share) else f'{100 * share:.1f}%'} | {fmt(r['sampler_time_vs_adps'])} "
-                f"| {fmt(r['gflops'])} | {fmt(r['sampler_mflops'])} | {fmt(r['peak_mem_mib'])} | {r['repeats']} "
-                f"| {_row_note(r)} |")
-        lines.append("")
-    lines += ["## Targets (DAS at k = T/2, issue 26)", "",
-              f"Judged on eager rows at 1 thread: DAS latency <= {TARGETS['das_vs_uniform']}x uniform's at every "
-              f"setting; the DAS sampler <= {TARGETS['sampler_ms_t28']} ms at batch 1, T = 28, and <= "
-              f"{100 * TARGETS['sampler_share']:.0f}% of the forward at frames >= {LARGE_FRAME} px; the speed-up of DAS "
-              f"over the full sequence >= {TARGETS['speedup']}x at frames >= {LARGE_FRAME} px, batch 1. Rows taken "
-              f"while other processes kept >= {LOADED} threads runnable are marked as measured on a loaded machine "
-              "(column note and the lines below): their verdicts are not verdicts.", ""]
-    lines += targets_lines(rows) or ["- no DAS rows."]
-    lines += ["", "## Method", "",
+def _method_lines() -> list[str]:
+    """The ``## Method`` section of ``efficiency.md``."""
+    return ["", "## Method", "",
               "- Model: `SubsampledClassifier(get_sampler(method, k, num_frames=T), MobileNetV3Small(1, 0), 2)`, "
               "eval mode, channels-last weights (as the bundles train), `torch.inference_mode()`, input "
               "`(batch, 1, T, S, S)` uniform noise with S the frame size (`--frame_size`; 28 and 64 px are the "
@@ -189,5 +148,51 @@ def write_markdown(rows: list[dict], path: Path) -> None:
               "- `--trace`: `torch.jit.trace` of the model and of the sampler under `torch.no_grad` (how `ckpt_export` "
               "exports them; a traced DAS runs its k-step straight-through loop, unrolled, not the eager inference "
               "path).", ""]
+
+
+def write_markdown(rows: list[dict], path: Path) -> None:
+    """Rewrite ``path`` from all rows: the runs (command, machine, date, load), one table per device, the targets."""
+    by_device: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_device[(row["device"], row["device_name"])].append(row)
+    lines = ["# Efficiency: latency, throughput, FLOPs and memory of every sampler", ""]
+    for (device, name), group in by_device.items():
+        runs: dict[tuple, list[dict]] = defaultdict(list)
+        for row in group:
+            runs[(row["command"], row["date"])].append(row)
+        for (command, date), run_rows in sorted(runs.items(), key=lambda kv: kv[0][1]):
+            first = run_rows[0]
+            lines += [f"- Command: `{command}`",
+                      f"  - Machine: {first['platform']}, {first['cpu_count']} CPUs, torch {first['torch']}, "
+                      f"device {device} ({name}), {first['threads']} torch threads",
+                      f"  - Date: {date}",
+                      f"  - Load: {_load_note(run_rows)}; 1-min load average at start / end "
+                      f"{first.get('loadavg_start', '')} / {first.get('loadavg_end', '')} (includes this benchmark)",
+                      f"  - Rows: {len(run_rows)}"]
+    lines.append("")
+    header = ("| mode | threads | T | frame px | batch | method | k | latency ms median (IQR) | vol/s | speed-up vs full "
+              "| sampler ms (IQR) | sampler share | sampler time vs ADPS | GFLOPs | sampler MFLOPs | peak mem MiB "
+              "| runs | note |")
+    for (device, name), group in by_device.items():
+        lines += [f"## {device}: {name}", "", header, "|" + "---|" * 18]
+        for r in group:
+            share = num(r["sampler_share"])
+            lines.append(
+                f"| {r['mode']} | {r['threads']} | {r['frames']} | {r['frame_size']} | {r['batch']} | {r['method']} | {r['k']} "
+                f"| {fmt(r['latency_ms_median'])} ({fmt(r['latency_ms_iqr'], 2)}) | {fmt(r['throughput_vol_s'])} "
+                f"| {fmt(r['speedup_vs_full'])} | {fmt(r['sampler_ms_median'])} ({fmt(r['sampler_ms_iqr'], 2)}) "
+                f"| {'' if math.isnan(share) else f'{100 * share:.1f}%'} | {fmt(r['sampler_time_vs_adps'])} "
+                f"| {fmt(r['gflops'])} | {fmt(r['sampler_mflops'])} | {fmt(r['peak_mem_mib'])} | {r['repeats']} "
+                f"| {_row_note(r)} |")
+        lines.append("")
+    lines += ["## Targets (DAS at k = T/2, issue 26)", "",
+              f"Judged on eager rows at 1 thread: DAS latency <= {TARGETS['das_vs_uniform']}x uniform's at every "
+              f"setting; the DAS sampler <= {TARGETS['sampler_ms_t28']} ms at batch 1, T = 28, and <= "
+              f"{100 * TARGETS['sampler_share']:.0f}% of the forward at frames >= {LARGE_FRAME} px; the speed-up of DAS "
+              f"over the full sequence >= {TARGETS['speedup']}x at frames >= {LARGE_FRAME} px, batch 1. Rows taken "
+              f"while other processes kept >= {LOADED} threads runnable are marked as measured on a loaded machine "
+              "(column note and the lines below): their verdicts are not verdicts.", ""]
+    lines += targets_lines(rows) or ["- no DAS rows."]
+    lines += _method_lines()
     path.write_text("\n".join(lines))
 
