@@ -8,8 +8,11 @@ Writes, next to the CSV files it finds (a missing file skips its figure):
   dataset, one line per method, mean with the standard deviation over seeds as error bars;
 - ``adaptivity_ratio.png`` from ``adaptivity.csv``: test accuracy against the fraction of frames kept (k/T) for DAS,
   DPS and uniform on the synthetic task, the full sequence at k/T = 1;
-- ``latency_vs_k.png`` from ``efficiency.csv``: eager forward latency against k for every (device, T, batch) that
-  was measured at more than one k, the full sequence at k = T.
+- ``latency_vs_k.png`` from ``efficiency.csv``: eager forward latency against k for every (device, T, frame size,
+  batch) that was measured at more than one k, the full sequence at k = T;
+- ``accuracy_vs_gflops.png`` and ``accuracy_vs_gflops.csv`` from ``accuracy.csv``: test AUC against the GFLOPs of one
+  forward per volume or video (batch 1, the sampler's own FLOPs included), one panel per dataset, one line per method
+  through its budgets. The FLOPs are counted as ``efficiency.csv``'s ``gflops`` column is (:py:func:`volume_flops`).
 
 Matplotlib draws through its Agg canvas (no display needed).
 """
@@ -17,6 +20,9 @@ Matplotlib draws through its Agg canvas (no display needed).
 from __future__ import annotations
 
 import argparse
+import csv
+import functools
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -24,12 +30,13 @@ from pathlib import Path
 import numpy as np
 from monai.utils import optional_import
 
-from benchmarks.accuracy import METHODS, REPO, read_rows
+from benchmarks.accuracy import DATASETS, METHODS, REPO, read_rows
 
 Figure, _ = optional_import("matplotlib.figure", name="Figure")
 FigureCanvasAgg, _ = optional_import("matplotlib.backends.backend_agg", name="FigureCanvasAgg")
+NullFormatter, _ = optional_import("matplotlib.ticker", name="NullFormatter")
 
-__all__ = ["plot_accuracy", "plot_adaptivity", "plot_latency", "main"]
+__all__ = ["plot_accuracy", "plot_accuracy_vs_gflops", "plot_adaptivity", "plot_latency", "volume_flops", "main"]
 
 RATIO_METHODS = ("das", "dps", "uniform")
 COLOURS = {"full": "#4d4d4d", "random": "#9e9e9e", "uniform": "#1f77b4", "dps": "#2ca02c", "adps": "#9467bd",
@@ -120,7 +127,8 @@ def plot_latency(rows: list[dict], path: Path) -> Path | None:
     panels: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         if r["mode"] == "eager" and r["latency_ms_median"]:
-            panels[(r["device"], r["device_name"], int(r["frames"]), int(r["batch"]))].append(r)
+            size = int(r.get("frame_size") or r["frames"])
+            panels[(r["device"], r["device_name"], int(r["frames"]), size, int(r["batch"]))].append(r)
     panels = {key: group for key, group in panels.items()
               if len({int(r["k"]) for r in group if r["method"] != "full"}) > 1}
     if not panels:
@@ -128,7 +136,7 @@ def plot_latency(rows: list[dict], path: Path) -> Path | None:
     columns = min(2, len(panels))
     rows = -(-len(panels) // columns)
     fig = Figure(figsize=(4.4 * columns, 3.4 * rows))
-    for n, ((device, name, frames, batch), group) in enumerate(sorted(panels.items())):
+    for n, ((device, name, frames, size, batch), group) in enumerate(sorted(panels.items())):
         ax = fig.add_subplot(rows, columns, n + 1)
         full = [r for r in group if r["method"] == "full"]
         for method in [m for m in METHODS if m != "full"]:
@@ -139,8 +147,88 @@ def plot_latency(rows: list[dict], path: Path) -> Path | None:
                 ax.plot(ks, ms, marker="o", label=method, color=COLOURS[method])
         ax.set_xlabel(f"k of T = {frames} frames (k = T: full sequence)")
         ax.set_ylabel("forward latency, ms (median)")
-        ax.set_title(f"{device} ({name}), T = {frames}, batch {batch}", fontsize=9)
+        ax.set_title(f"{device} ({name}), T = {frames}, {size} px, batch {batch}", fontsize=9)
         ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+#: accuracy methods that are another method's network at inference (a training recipe of it)
+SAME_NETWORK = {"das_prior": "das", "das_from_prior": "das"}
+
+
+@functools.lru_cache(maxsize=None)
+def volume_flops(method: str, frames: int, frame_size: int, ratio: float) -> tuple[float, float]:
+    """``(GFLOPs of one forward, MFLOPs of its sampler)`` for one volume ``(1, 1, T, S, S)``, counted as the efficiency
+    benchmark counts them: ``FlopCounterMode`` on its model (MobileNetV3-Small, k = round(ratio T); matmul- and
+    convolution-type ops only)."""
+    import torch
+
+    from benchmarks.efficiency.measure import build_model, count_flops
+
+    model = build_model(SAME_NETWORK.get(method, method), frames, ratio)
+    x = torch.rand(1, 1, frames, frame_size, frame_size)
+    with torch.inference_mode():
+        return count_flops(lambda: model(x)) / 1e9, count_flops(lambda: model.sampler(x)) / 1e6
+
+
+def _frames_per_volume(dataset: str, image_size: int, bundles_dir: Path) -> int:
+    """T of ``dataset``: its bundle's ``num_frames`` (following ``@`` references), else the image size (MedMNIST3D
+    volumes are image_size^3)."""
+    config_path = bundles_dir / DATASETS[dataset][0] / "configs" / "train.json" if dataset in DATASETS else None
+    config = json.loads(config_path.read_text()) if config_path and config_path.exists() else {}
+    value = config.get("num_frames")
+    while isinstance(value, str) and value.startswith("@"):
+        value = config.get(value[1:])
+    return value if isinstance(value, int) else image_size
+
+
+def accuracy_gflops_rows(rows: list[dict], bundles_dir: Path) -> list[dict]:
+    """One row per (dataset, method, k/T): T, frame size, k, GFLOPs per volume, sampler MFLOPs, test AUC mean and
+    standard deviation over its seeds."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        groups[(r["dataset"], r["method"], float(r.get("sampling_ratio") or 1.0), int(r.get("image_size") or 28))
+               ].append(float(r["test_auc"]))
+    out = []
+    for (dataset, method, ratio, size), aucs in sorted(groups.items()):
+        frames = _frames_per_volume(dataset, size, bundles_dir)
+        gflops, sampler_mflops = volume_flops(method, frames, size, ratio)
+        mean, std = _mean_std(aucs)
+        out.append({"dataset": dataset, "method": method, "sampling_ratio": ratio, "frames": frames,
+                    "frame_size": size, "k": frames if method == "full" else max(1, round(ratio * frames)),
+                    "gflops": round(gflops, 5), "sampler_mflops": round(sampler_mflops, 4),
+                    "test_auc_mean": round(mean, 4), "test_auc_std": round(std, 4), "seeds": len(aucs)})
+    return out
+
+
+def plot_accuracy_vs_gflops(rows: list[dict], path: Path, bundles_dir: Path = REPO / "bundles") -> Path:
+    """Test AUC against GFLOPs per volume, one panel per dataset, one line per method through its budgets (the full
+    sequence a single point and a dashed level); writes the numbers drawn to ``path`` with ``.csv``."""
+    points = accuracy_gflops_rows(rows, bundles_dir)
+    with open(path.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(points[0]))
+        writer.writeheader()
+        writer.writerows(points)
+    datasets = sorted({p["dataset"] for p in points})
+    fig = Figure(figsize=(4.2 * len(datasets), 3.6))
+    for i, dataset in enumerate(datasets):
+        ax = fig.add_subplot(1, len(datasets), i + 1)
+        subset = [p for p in points if p["dataset"] == dataset]
+        for method in [m for m in METHODS if any(p["method"] == m for p in subset)]:
+            line = sorted((p for p in subset if p["method"] == method), key=lambda p: p["gflops"])
+            ax.errorbar([p["gflops"] for p in line], [p["test_auc_mean"] for p in line],
+                        yerr=[p["test_auc_std"] for p in line], marker="o", markersize=3, capsize=2,
+                        color=COLOURS.get(method), label=method)
+            if method == "full":
+                ax.axhline(line[0]["test_auc_mean"], color=COLOURS["full"], linestyle="--", linewidth=0.8)
+        ax.set_xscale("log")
+        ticks = sorted({p["gflops"] for p in subset if p["method"] in ("full", "uniform")}) or [subset[0]["gflops"]]
+        ax.set_xticks(ticks, [f"{g:.3g}" for g in ticks])  # the fixed samplers' budgets: the backbone's own cost
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("GFLOPs per volume, batch 1 (sampler included)")
+        ax.set_ylabel("test AUC (mean +- std over seeds)")
+        ax.set_title(f"{dataset}: T = {subset[0]['frames']}, {subset[0]['frame_size']} px frames", fontsize=9)
         ax.legend(fontsize=7)
     return _save(fig, path)
 
@@ -148,9 +236,13 @@ def plot_latency(rows: list[dict], path: Path) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Draw the benchmark figures from their CSV results.")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--bundles_dir", default=str(REPO / "bundles"),
+                        help="the bundles, read for each dataset's frames per volume (num_frames)")
     args = parser.parse_args(argv)
     results = Path(args.results_dir)
     jobs = (("accuracy.csv", plot_accuracy, "accuracy_auc.png"),
+            ("accuracy.csv", functools.partial(plot_accuracy_vs_gflops, bundles_dir=Path(args.bundles_dir)),
+             "accuracy_vs_gflops.png"),
             ("adaptivity.csv", plot_adaptivity, "adaptivity_ratio.png"),
             ("efficiency.csv", plot_latency, "latency_vs_k.png"))
     for csv_name, plot, png_name in jobs:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.efficiency.measure import MIN_REPEATS, ConfigBench, measure_group, other_runnable_threads
+from benchmarks.efficiency.measure import (MIN_REPEATS, ConfigBench, device_name, measure_group, mode_name,
+                                          other_runnable_threads)
 from benchmarks.efficiency.report import fmt, write_markdown
-from benchmarks.efficiency.rows import METHODS, merge_rows, read_rows, write_csv
+from benchmarks.efficiency.rows import METHODS, merge_rows, read_rows, setting, write_csv
 from benchmarks.efficiency.workers import REPO, SubprocessBench, serve_worker
 
 __all__ = ["main", "run_benchmark"]
@@ -24,9 +25,12 @@ __all__ = ["main", "run_benchmark"]
 def run_benchmark(frames: list[int], batches: list[int], methods: list[str], device: str = "cpu", repeats: int = 30,
                   warmup: int = 3, compile: bool = False, results_dir: Path | str = REPO / "benchmarks" / "results",
                   command: str = "", isolate: bool = True, time_budget: float | None = 10.0,
-                  threads: int = 0, verbose: bool = True, ratios: tuple[float, ...] = (0.5,),
-                  trace: bool = False) -> list[dict]:
-    """Measure every (T, batch, method[, compiled, traced]) configuration; write ``efficiency.csv`` and ``.md``.
+                  threads: int | list[int] = 0, verbose: bool = True, ratios: tuple[float, ...] = (0.5,),
+                  trace: bool = False, frame_sizes: list[int] | None = None, resume: bool = False) -> list[dict]:
+    """Measure every (T, frame size, batch, threads, mode, method) configuration; write ``efficiency.csv`` and
+    ``.md``. ``frame_sizes`` ``None`` gives frames of T x T pixels; ``threads`` 0 is torch's default. With
+    ``resume``, settings (device, mode, threads, T, frame size, batch) that the CSV already holds without a failure
+    note are skipped, whichever command measured them.
 
     Returns the rows measured now (the files hold these plus the kept rows of other configurations).
     """
@@ -42,34 +46,46 @@ def run_benchmark(frames: list[int], batches: list[int], methods: list[str], dev
     old = read_rows(csv_path)
     measured: list[dict] = []
     modes = ["eager"] + (["compile"] if compile else []) + (["trace"] if trace else [])
-    for t in frames:
-        for b in batches:
-            for mode in modes:
-                start = time.time()
-                # full keeps every frame whatever the ratio: measured once
-                specs = [{"method": m, "frames": t, "batch": b, "device": device,
-                          "compile": mode == "compile", "trace": mode == "trace",
-                          "threads": threads, "ratio": r} for r in ratios for m in methods
-                         if m != "full" or r == ratios[0]]
-                benches = [SubprocessBench(**spec) if isolate else ConfigBench(**spec) for spec in specs]
-                samples: list[float] = []
-                rows = measure_group(benches, repeats, warmup, time_budget,
-                                     on_round=lambda: samples.append(other_runnable_threads(samples=2)))
-                runnable = float(np.mean(samples)) if samples else float("nan")
-                for row in rows:
-                    if not isolate and row["mem_method"]:
-                        row["mem_method"] += " (in-process: shared by every configuration measured)"
-                    row.update(meta, other_runnable=round(runnable, 2))
-                    measured.append(row)
-                    if verbose:
-                        print(f"{device} T={t} batch={b} {row['mode']} {row['method']} k={row['k']}: "
-                              f"{fmt(row['latency_ms_median'])} ms ({row['repeats']} runs), sampler "
-                              f"{fmt(row['sampler_ms_median'])} ms, {fmt(row['gflops'])} GFLOPs, "
-                              f"+{fmt(row['peak_mem_mib'])} MiB {row['note']}", flush=True)
-                if verbose:
-                    print(f"  ({time.time() - start:.0f} s, other runnable threads {runnable:.2f})", flush=True)
-                _write(csv_path, md_path, old, measured, load_before)
+    settings = [(t, size or t, b, n, mode) for t in frames for size in (frame_sizes or [0]) for b in batches
+                for n in (threads if isinstance(threads, list) else [threads]) for mode in modes]
+    done = {setting(r) for r in old if not r["note"]} if resume else set()
+    for t, size, b, n, mode in settings:
+        start = time.time()
+        # full keeps every frame whatever the ratio: measured once
+        specs = [{"method": m, "frames": t, "frame_size": size, "batch": b, "device": device,
+                  "compile": mode == "compile", "trace": mode == "trace",
+                  "threads": n, "ratio": r} for r in ratios for m in methods
+                 if m != "full" or r == ratios[0]]
+        if resume and _setting_of(specs[0], device) in done:
+            continue
+        benches = [SubprocessBench(**spec) if isolate else ConfigBench(**spec) for spec in specs]
+        samples: list[float] = []
+        rows = measure_group(benches, repeats, warmup, time_budget,
+                             on_round=lambda: samples.append(other_runnable_threads(samples=2)))
+        runnable = float(np.mean(samples)) if samples else float("nan")
+        for row in rows:
+            if not isolate and row["mem_method"]:
+                row["mem_method"] += " (in-process: shared by every configuration measured)"
+            row.update(meta, other_runnable=round(runnable, 2))
+            measured.append(row)
+            if verbose:
+                print(f"{device} T={t} frames {size} px batch={b} threads={row['threads']} {row['mode']} "
+                      f"{row['method']} k={row['k']}: {fmt(row['latency_ms_median'])} ms ({row['repeats']} runs), sampler "
+                      f"{fmt(row['sampler_ms_median'])} ms, {fmt(row['gflops'])} GFLOPs, "
+                      f"+{fmt(row['peak_mem_mib'])} MiB {row['note']}", flush=True)
+        if verbose:
+            print(f"  ({time.time() - start:.0f} s, other runnable threads {runnable:.2f})", flush=True)
+        _write(csv_path, md_path, old, measured, load_before)
     return measured
+
+
+def _setting_of(spec: dict, device: str) -> tuple:
+    """The :py:func:`setting` a run of ``spec`` would write (threads 0 reads torch's default)."""
+    import torch
+
+    threads = spec["threads"] or torch.get_num_threads()
+    return (device.split(":")[0], device_name(device), mode_name(device, spec["compile"], spec["trace"]),
+            str(threads), str(spec["frames"]), str(spec["frame_size"]), str(spec["batch"]))
 
 
 def _write(csv_path: Path, md_path: Path, old: list[dict], measured: list[dict], load_before: tuple) -> None:
@@ -86,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.efficiency",
                                      description="Latency, throughput, FLOPs and memory of every sampler vs full.")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--frames", nargs="+", type=int, default=[28, 64], help="T (frames are T x T pixels)")
+    parser.add_argument("--frames", nargs="+", type=int, default=[28, 64], help="T, the frames per volume or video")
+    parser.add_argument("--frame_size", nargs="+", type=int, default=None,
+                        help="side of the square frames in pixels (default: T, i.e. T x T x T volumes)")
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 64])
     parser.add_argument("--repeats", type=int, default=30, help="timed forward passes per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="untimed forward passes first")
@@ -99,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seconds for the timed passes of one configuration; fewer repeats (>= {MIN_REPEATS}) "
                              "when --repeats would take longer; 0 disables")
     parser.add_argument("--results-dir", default=str(REPO / "benchmarks" / "results"))
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--threads", nargs="+", type=int, default=[0],
+                        help="torch intra-op threads, each measured in turn (0: torch's default, all CPUs)")
     parser.add_argument("--in-process", action="store_true",
                         help="measure every configuration in this process (no fresh process per configuration)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the settings (device, mode, threads, T, frame size, batch) efficiency.csv already holds")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -112,11 +133,12 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             parser.error("--device cuda but torch.cuda.is_available() is False")
-    command = "python -m benchmarks.efficiency " + shlex.join(argv if argv is not None else sys.argv[1:])
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume"]  # the same run, resumed
+    command = "python -m benchmarks.efficiency " + shlex.join(given)
     run_benchmark(args.frames, args.batch, args.methods, args.device, args.repeats, args.warmup, args.compile,
                   args.results_dir, command.strip(), isolate=not args.in_process,
                   time_budget=args.time_budget or None, threads=args.threads, ratios=tuple(args.ratios),
-                  trace=args.trace)
+                  trace=args.trace, frame_sizes=args.frame_size, resume=args.resume)
     print(f"wrote {Path(args.results_dir) / 'efficiency.csv'} and {Path(args.results_dir) / 'efficiency.md'}")
     return 0
 

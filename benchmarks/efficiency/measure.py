@@ -222,10 +222,12 @@ class ConfigBench:
     graphs, on CUDA; the default mode elsewhere); a failure is kept in ``self.failed`` as ``compile failed: <reason>``.
     With ``trace=True`` they are ``torch.jit.trace``'d under ``torch.no_grad`` (as MONAI's ``ckpt_export`` exports
     them); a failure is kept as ``trace failed: <reason>``. ``threads > 0`` sets ``torch.set_num_threads`` first.
+    The input is ``(batch, 1, frames, frame_size, frame_size)`` uniform noise (``frame_size`` defaults to ``frames``).
     """
 
     def __init__(self, method: str, frames: int, batch: int, device: str = "cpu", compile: bool = False,
-                 seed: int = 0, threads: int = 0, ratio: float = 0.5, trace: bool = False) -> None:
+                 seed: int = 0, threads: int = 0, ratio: float = 0.5, trace: bool = False,
+                 frame_size: int | None = None) -> None:
         import torch
 
         if threads > 0:
@@ -236,11 +238,13 @@ class ConfigBench:
         self.row: dict = {k: "" for k in FIELDS}
         self.row.update(device=torch.device(device).type, device_name=device_name(device),
                         mode=mode_name(device, compile, trace),
-                        frames=frames, batch=batch, k=frames_kept(method, frames, ratio),
+                        frames=frames, frame_size=frame_size or frames, batch=batch,
+                        k=frames_kept(method, frames, ratio),
                         method=method, threads=torch.get_num_threads())
         torch.manual_seed(seed)
         self.model = build_model(method, frames, ratio).to(device)
-        x = torch.rand(batch, 1, frames, frames, frames, generator=torch.Generator().manual_seed(seed)).to(device)
+        size = frame_size or frames
+        x = torch.rand(batch, 1, frames, size, size, generator=torch.Generator().manual_seed(seed)).to(device)
         self.x = x
         model = self.model
         self.calls: dict[str, Callable[[], object] | None] = {
@@ -399,11 +403,11 @@ def measure_group(benches: list, repeats: int = 30, warmup: int = 3, time_budget
 
 def measure_config(method: str, frames: int, batch: int, device: str = "cpu", repeats: int = 30, warmup: int = 3,
                    compile: bool = False, time_budget: float | None = 10.0, seed: int = 0, threads: int = 0,
-                   ratio: float = 0.5, trace: bool = False) -> dict:
+                   ratio: float = 0.5, trace: bool = False, frame_size: int | None = None) -> dict:
     """Measure one (method, T, batch) configuration in this process; returns one row (metrics as floats).
 
     See :py:class:`ConfigBench` (memory, FLOPs, compilation) and :py:func:`measure_group` (timing).
     """
-    bench = ConfigBench(method, frames, batch, device, compile, seed, threads, ratio, trace)
+    bench = ConfigBench(method, frames, batch, device, compile, seed, threads, ratio, trace, frame_size)
     return measure_group([bench], repeats, warmup, time_budget)[0]
 

@@ -13,10 +13,10 @@ __all__ = ["FIELDS", "KEY", "METHODS", "METRIC_FIELDS", "derive", "merge_rows", 
 
 METHODS = ("full", "uniform", "random", "dps", "adps", "das")
 
-KEY = ("device", "device_name", "mode", "threads", "frames", "batch", "method", "k")
+KEY = ("device", "device_name", "mode", "threads", "frames", "frame_size", "batch", "method", "k")
 
 FIELDS = [
-    "device", "device_name", "mode", "frames", "batch", "k", "method", "repeats", "warmup",
+    "device", "device_name", "mode", "frames", "frame_size", "batch", "k", "method", "repeats", "warmup",
     "latency_ms_median", "latency_ms_iqr", "throughput_vol_s", "speedup_vs_full",
     "sampler_ms_median", "sampler_ms_iqr", "sampler_share", "sampler_time_vs_adps",
     "gflops", "sampler_mflops", "peak_mem_mib", "peak_mem_abs_mib", "mem_method", "compile_s",
@@ -30,10 +30,15 @@ METRIC_FIELDS = ("latency_ms_median", "latency_ms_iqr", "throughput_vol_s", "sam
 
 
 def read_rows(path: Path) -> list[dict]:
+    """The rows of ``path``; rows written before frames had a size of their own (T x T frames) get ``frame_size``
+    = T."""
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["frame_size"] = row.get("frame_size") or row["frames"]
+    return rows
 
 
 def num(value) -> float:
@@ -48,7 +53,7 @@ def row_key(row: dict) -> tuple:
 
 
 def setting(row: dict) -> tuple:
-    """(device, device name, mode, threads, T, batch): the rows compared with each other."""
+    """(device, device name, mode, threads, T, frame size, batch): the rows compared with each other."""
     return row_key(row)[:-2]
 
 
@@ -92,7 +97,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def _sort_key(row: dict) -> tuple:
     method = row["method"]
     return (row["device"], row["device_name"], row["mode"] != "eager", row["mode"], str(row["threads"]),
-            int(row["frames"]), int(row["batch"]), int(row["k"]) if method != "full" else 0,
+            int(row["frames"]), int(row["frame_size"]), int(row["batch"]), int(row["k"]) if method != "full" else 0,
             METHODS.index(method) if method in METHODS else len(METHODS))
 
 

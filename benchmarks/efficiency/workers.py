@@ -120,6 +120,7 @@ def failed_row(spec: dict, note: str) -> dict:
     import torch
 
     row.update(device=device.split(":")[0], device_name=device_name(device), frames=spec["frames"],
+               frame_size=spec.get("frame_size") or spec["frames"],
                batch=spec["batch"], method=spec["method"], note=note.replace("|", "/").replace(",", ";"),
                mode=mode_name(device, bool(spec.get("compile")), bool(spec.get("trace"))),
                threads=spec.get("threads") or torch.get_num_threads())

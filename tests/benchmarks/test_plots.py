@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks import plots
 from benchmarks.efficiency import FIELDS as EFFICIENCY_FIELDS
+from benchmarks.efficiency import ConfigBench
 
 image = pytest.importorskip("matplotlib.image")
 
@@ -46,9 +47,23 @@ def test_every_figure_from_its_csv(tmp_path, capsys):
 
     assert plots.main(["--results_dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for name in ("accuracy_auc.png", "adaptivity_ratio.png", "latency_vs_k.png"):
+    for name in ("accuracy_auc.png", "accuracy_vs_gflops.png", "adaptivity_ratio.png", "latency_vs_k.png"):
         assert f"wrote {tmp_path / name}" in out
         _picture(tmp_path / name)
+    with open(tmp_path / "accuracy_vs_gflops.csv", newline="") as f:
+        points = {(r["dataset"], r["method"], float(r["sampling_ratio"])): r for r in csv.DictReader(f)}
+    assert len(points) == 2 * 5  # full once, uniform and das at two budgets, per dataset
+    das, uniform = points[("vessel", "das", 0.5)], points[("vessel", "uniform", 0.5)]
+    assert (das["frames"], das["frame_size"], das["k"]) == ("28", "28", "14")  # MedMNIST3D: T from the bundle
+    assert float(das["test_auc_mean"]) == pytest.approx(0.6 + 0.025 + 0.125)  # seeds 0 and 1
+    assert float(das["sampler_mflops"]) > 0 and float(uniform["sampler_mflops"]) == 0
+    assert float(points[("vessel", "full", 1.0)]["gflops"]) > float(das["gflops"]) > float(uniform["gflops"])
+
+
+def test_flops_per_volume_are_the_efficiency_benchmarks():
+    row = ConfigBench("das", 8, 1, frame_size=12).finish()
+    assert plots.volume_flops("das", 8, 12, 0.5) == pytest.approx((row["gflops"], row["sampler_mflops"]))
+    assert plots.volume_flops("das_prior", 8, 12, 0.5) == plots.volume_flops("das", 8, 12, 0.5)  # same network
 
 
 def test_missing_or_single_k_results_are_skipped(tmp_path, capsys):
@@ -59,5 +74,6 @@ def test_missing_or_single_k_results_are_skipped(tmp_path, capsys):
     plots.main(["--results_dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert f"skipped accuracy_auc.png: no rows in {tmp_path / 'accuracy.csv'}" in out
+    assert f"skipped accuracy_vs_gflops.png: no rows in {tmp_path / 'accuracy.csv'}" in out
     assert f"skipped latency_vs_k.png: nothing to draw in {tmp_path / 'efficiency.csv'}" in out
     assert not list(tmp_path.glob("*.png"))

@@ -42,7 +42,11 @@ class FrameEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
-        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
-        if (h, w) != (self.input_size, self.input_size):  # DAS hands over frames already pooled to this size
+        return self.embed_frames(x.transpose(1, 2).reshape(b * t, c, h, w)).reshape(b, t, -1)
+
+    def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """The embedding of ``N`` frames ``(N, C, H, W)`` as ``(N, out_features)``."""
+        if frames.shape[-2:] != (self.input_size, self.input_size):  # DAS hands over frames already pooled to this
             frames = F.adaptive_avg_pool2d(frames, self.input_size)
-        return self.net(frames).reshape(b, t, -1)
+        # self.net[3], the global average pool, as one reduction
+        return self.net[2](self.net[1](self.net[0](frames))).mean(dim=(2, 3))

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from monai.utils import look_up_option
 from torch import nn
 
-__all__ = ["SamplingAttention"]
+__all__ = ["DEFAULT_TAU0", "SamplingAttention"]
+
+#: the base temperature of DAS, the one default of :py:class:`SamplingAttention` and ``DASampler``: the value
+#: ``DASampler`` has passed since commit 3dbfb15 (tau0 is not in the state dict, so this keeps the picks of checkpoints
+#: built with the default; only a ``SamplingAttention`` built alone changes, from 1.0)
+DEFAULT_TAU0 = 3.0
 
 BASE_SCORES = ("learned", "variance")
 TEMPORAL_CONTEXTS = ("conv", "none")
@@ -47,7 +53,7 @@ class SamplingAttention(nn.Module):
         num_samples: number of rows ``k``.
         num_heads: number of heads ``H``.
         hidden_size: width of the embedding, the MLPs and the context convolution.
-        tau0: base temperature ``tau0`` (> 0).
+        tau0: base temperature ``tau0`` (> 0), default :py:data:`DEFAULT_TAU0`.
         base_score: ``"learned"`` or ``"variance"``; ``"variance"`` reads feature 0 of the raw features.
         temporal_context: ``"conv"`` (kernel ``context_kernel``) or ``"none"``.
         context_kernel: odd kernel size of the temporal convolution.
@@ -55,8 +61,11 @@ class SamplingAttention(nn.Module):
         base_prior: ``"variance"`` or ``"none"``, the starting point of the learned base score.
 
     Shape:
-        ``forward(features, raw_variance)`` with ``features`` ``(B, T, d)`` (normalised) and ``raw_variance``
-        ``(B, T)`` (non-negative), returns ``(A, tau)`` of shapes ``(B, k, T)`` and ``(B,)``.
+        ``forward(features, raw_variance, variance_prior=None)`` with ``features`` ``(B, T, d)`` (normalised) and
+        ``raw_variance`` ``(B, T)`` (non-negative), returns ``(A, tau)`` of shapes ``(B, k, T)`` and ``(B,)``.
+        ``variance_prior`` ``(B, T)``, when given, is ``prior_t`` already computed (the log variance standardised
+        over T, ``(v - mean_T v) / (std_T v + 1e-3)`` with ``v = log(raw_variance + 1e-6)``; DAS has it as its first
+        normalised feature), so it is not computed twice.
     """
 
     def __init__(
@@ -65,7 +74,7 @@ class SamplingAttention(nn.Module):
         num_samples: int,
         num_heads: int = 4,
         hidden_size: int = 32,
-        tau0: float = 1.0,
+        tau0: float = DEFAULT_TAU0,
         base_score: str = "learned",
         temporal_context: str = "conv",
         context_kernel: int = 5,
@@ -105,7 +114,9 @@ class SamplingAttention(nn.Module):
             nn.init.zeros_(self.base.weight)
             nn.init.zeros_(self.base.bias)
 
-    def forward(self, features: torch.Tensor, raw_variance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, raw_variance: torch.Tensor, variance_prior: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         b, t, _ = features.shape
         ctx = self.embed(features)  # (B, T, hidden)
         if self.temporal_context == "conv":
@@ -115,20 +126,22 @@ class SamplingAttention(nn.Module):
         if self.base_score == "learned":
             score = self.base(ctx).squeeze(-1)  # (B, T)
             if self.base_prior == "variance":
-                log_var = torch.log(raw_variance + 1e-6)
-                score = score + (log_var - log_var.mean(dim=1, keepdim=True)) / (
-                    log_var.std(dim=1, keepdim=True, unbiased=False) + 1e-3
-                )
+                if variance_prior is None:
+                    log_var = torch.log(raw_variance + 1e-6)
+                    variance_prior = (log_var - log_var.mean(dim=1, keepdim=True)) / (
+                        log_var.std(dim=1, keepdim=True, unbiased=False) + 1e-3
+                    )
+                score = score + variance_prior
             a_base = F.softplus(score)  # (B, T)
         else:
             a_base = raw_variance / raw_variance.amax(dim=1, keepdim=True).clamp_min(1e-12)
         # the H scale MLPs as one matrix product per layer, their weights stacked (the parameters stay per head)
         first_weight = torch.cat([mlp[0].weight for mlp in self.scales])  # (H * hidden, 2 * hidden)
         first_bias = torch.cat([mlp[0].bias for mlp in self.scales])
-        second_weight = torch.stack([mlp[2].weight.t() for mlp in self.scales])  # (H, hidden, k)
-        second_bias = torch.stack([mlp[2].bias for mlp in self.scales])[:, None, :]  # (H, 1, k)
+        second_weight = torch.stack([mlp[2].weight for mlp in self.scales])  # (H, k, hidden)
+        second_bias = torch.stack([mlp[2].bias for mlp in self.scales]).unsqueeze(1)  # (H, 1, k)
         hidden = F.gelu(F.linear(pooled, first_weight, first_bias)).reshape(b, self.num_heads, -1)  # (B, H, hidden)
-        scales = torch.baddbmm(second_bias, hidden.transpose(0, 1), second_weight)  # (H, B, k)
+        scales = torch.baddbmm(second_bias, hidden.transpose(0, 1), second_weight.transpose(1, 2))  # (H, B, k)
         # mean_h (s_h a_base + q_h . key_h / sqrt(dh)) = mean_h(s_h) a_base + sum_h q_h . key_h / (H sqrt(dh))
         row_scales = F.softplus(scales).mean(dim=0)  # (B, k)
         if self.row_queries:

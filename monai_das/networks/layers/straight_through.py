@@ -7,7 +7,14 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gumbel_noise", "straight_through_pick", "straight_through_topk", "sort_picks", "hard_topk"]
+__all__ = ["gumbel_noise", "one_hot_rows", "straight_through_pick", "straight_through_topk", "sort_picks", "hard_topk"]
+
+
+def one_hot_rows(indices: torch.Tensor, num_frames: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(..., k)`` long indices -> ``(..., k, num_frames)`` one-hot rows of ``dtype``. Unlike ``F.one_hot`` it does
+    not scan the indices for their range first (a host sync on an accelerator, and a cost on the CPU)."""
+    shape = list(indices.shape) + [num_frames]
+    return torch.zeros(shape, dtype=dtype, device=indices.device).scatter_(-1, indices.unsqueeze(-1), 1.0)
 
 
 def gumbel_noise(shape: list[int], like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -35,7 +42,7 @@ def straight_through_pick(scores: torch.Tensor, taken: torch.Tensor) -> tuple[to
     masked = scores.masked_fill(taken, float("-inf"))
     soft = F.softmax(masked, dim=-1)
     index = masked.argmax(dim=-1)
-    hard = F.one_hot(index, scores.shape[-1]).to(soft.dtype)
+    hard = one_hot_rows(index, scores.shape[-1], soft.dtype)
     return hard - soft.detach() + soft, index
 
 
@@ -109,4 +116,4 @@ def hard_topk(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         chosen.sort()
         picks.append(chosen)
     indices = torch.tensor(picks, dtype=torch.long, device=scores.device)
-    return F.one_hot(indices, t).to(scores.dtype), indices
+    return one_hot_rows(indices, t, scores.dtype), indices

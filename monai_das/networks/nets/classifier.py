@@ -14,6 +14,7 @@ from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput
 __all__ = ["SubsampledClassifier", "backbone_width"]
 
 POOLINGS = ("mean", "max", "attention")
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def backbone_width(backbone: nn.Module, backbone_dims: int = 2, depth: int = 8) -> int:
@@ -30,7 +31,7 @@ def backbone_width(backbone: nn.Module, backbone_dims: int = 2, depth: int = 8) 
     width = getattr(backbone, "out_features", None)
     if isinstance(width, int) and not isinstance(width, bool):
         return width
-    conv = next((m for m in backbone.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    conv = next((m for m in backbone.modules() if isinstance(m, CONVOLUTIONS)), None)
     if conv is None:
         raise TypeError(
             f"cannot infer feature_dim: the backbone {type(backbone).__name__} has no out_features attribute and no "
@@ -78,6 +79,10 @@ class SubsampledClassifier(nn.Module):
 
     What the sampler did in the last call is kept in ``self.last_sampler_output`` (a :py:class:`SamplerOutput`)
     for handlers to read; it is not returned, so MONAI trainers, ``ckpt_export`` and MONAI Label see one tensor.
+    Under ``DistributedDataParallel`` (one process per device) every process's module keeps the picks of its own
+    part of the batch (read it through :py:func:`monai_das.networks.unwrap_network`). ``nn.DataParallel`` over
+    several devices runs the forward on throw-away replicas, which would keep it where no one reads it: that is
+    refused with a ``RuntimeError`` (DataParallel over one device runs the module itself and works).
 
     ``forward(x, frame_mask=None)``: ``frame_mask`` ``(B, T)`` bool marks the real frames of each input (``True``)
     against padding (``False``: repeated or zero frames; e.g. the ``image_frame_mask`` of
@@ -164,6 +169,12 @@ class SubsampledClassifier(nn.Module):
     def forward(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         out = self.sampler(x, frame_mask)
         if not torch.jit.is_scripting():
+            if next(self.head.parameters(), None) is None:
+                raise RuntimeError(
+                    "SubsampledClassifier is running as an nn.DataParallel replica (its weights are copies, not "
+                    "parameters): its last_sampler_output would be kept on the replica and lost. Use "
+                    "DistributedDataParallel (one process per device) or DataParallel over a single device."
+                )
             self.last_sampler_output = out
         frames = out.frames  # (B, C, k, H, W)
         if self.backbone_dims == 3:

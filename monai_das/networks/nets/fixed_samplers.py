@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
 
+from monai_das.networks.layers import one_hot_rows
 from monai_das.networks.nets.sampler_base import FrameSampler, SamplerOutput, pickable_frames
 from monai_das.transforms.functional import evenly_spaced_indices
 
 __all__ = ["FullSequence", "UniformSampler", "RandomSampler"]
 
 
-def _one_hot_rows(indices: torch.Tensor, num_frames: int, dtype: torch.dtype) -> torch.Tensor:
-    """``(B, k)`` indices -> ``(B, k, T)`` one-hot sampling matrix."""
-    return torch.nn.functional.one_hot(indices, num_frames).to(dtype)
-
-
 class FullSequence(FrameSampler):
-    """Keeps every frame: ``P`` is the identity, ``k = T``. ``num_samples`` is accepted (and ignored) so every
-    sampler can be built with the same arguments. With a ``frame_mask`` every frame is still returned (the
-    classifier then pools over the real frames only)."""
+    """Keeps every frame: ``P`` is the identity, ``k = T``. With a ``frame_mask`` every frame is still returned (the
+    classifier then pools over the real frames only).
+
+    Args:
+        num_samples: deprecated and ignored (every frame is kept); a value other than ``None`` warns.
+    """
 
     def __init__(self, num_samples: int | None = None) -> None:
-        super().__init__(1 if num_samples is None else num_samples)
+        if num_samples is not None:
+            warnings.warn(
+                f"FullSequence(num_samples={num_samples!r}): num_samples is ignored (every frame is kept) and will be "
+                "removed; build it as FullSequence() or get_sampler('full', k).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        super().__init__(1)
 
     def forward(self, x: torch.Tensor, frame_mask: Optional[torch.Tensor] = None) -> SamplerOutput:
         if not torch.jit.is_scripting() and not torch.jit.is_tracing():
@@ -32,7 +39,7 @@ class FullSequence(FrameSampler):
                 self.check_frame_mask(x, frame_mask)
         b, t = x.shape[0], x.shape[2]
         indices = torch.arange(t, device=x.device).expand(b, t)
-        return SamplerOutput(x, _one_hot_rows(indices, t, x.dtype), indices, None, None)
+        return SamplerOutput(x, one_hot_rows(indices, t, x.dtype), indices, None, None)
 
 
 def _first_k(keys: torch.Tensor, num_samples: int) -> torch.Tensor:
@@ -62,7 +69,7 @@ class UniformSampler(FrameSampler):
             wanted = torch.div((2 * i + 1) * count, 2 * self.num_samples, rounding_mode="floor")  # (B, k) ranks
             hit = (pickable[:, None, :] & (rank[:, None, :] == wanted[:, :, None])).any(dim=1)  # (B, T)
             indices = _first_k((~hit).long(), self.num_samples)
-        weights = _one_hot_rows(indices, t, x.dtype)
+        weights = one_hot_rows(indices, t, x.dtype)
         return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, None, None)
 
 
@@ -101,5 +108,5 @@ class RandomSampler(FrameSampler):
         if frame_mask is not None:
             keys = keys.masked_fill(~pickable_frames(frame_mask, self.num_samples), 2.0)
         indices = _first_k(keys, self.num_samples)
-        weights = _one_hot_rows(indices, x.shape[2], x.dtype)
+        weights = one_hot_rows(indices, x.shape[2], x.dtype)
         return SamplerOutput(self.gather_frames(x, weights, indices), weights, indices, None, None)

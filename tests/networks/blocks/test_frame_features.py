@@ -99,7 +99,7 @@ def test_chunked_convolution_gives_the_same_features():
 
 
 def test_torchscript():
-    module = FrameFeatures(kernel_size=5, log_scale=True)
+    module = FrameFeatures(kernel_size=5)
     scripted = torch.jit.script(module)
     x = torch.rand(2, 3, 4, 11, 13, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(scripted(x), module(x), rtol=0, atol=0)
@@ -115,11 +115,10 @@ def test_sharp_square_has_more_edge_energy_than_smooth_gradient():
     assert out[1, 2] > 5 * out[0, 2]  # Laplacian
 
 
-def test_log_scale():
-    x = torch.rand(2, 1, 3, 8, 8)
-    raw = FrameFeatures(eps=1e-4)(x)
-    logged = FrameFeatures(log_scale=True, eps=1e-4)(x)
-    torch.testing.assert_close(logged, torch.log(raw + 1e-4))
+def test_log_scale_is_gone():
+    # DAS takes the log of the raw features itself: the option that did nothing for it was removed
+    with pytest.raises(TypeError, match="log_scale"):
+        FrameFeatures(log_scale=True)
 
 
 def test_no_parameters_and_gradient_to_input():

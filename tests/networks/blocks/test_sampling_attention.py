@@ -5,6 +5,7 @@ import torch
 from parameterized import parameterized
 
 from monai_das.networks.blocks import SamplingAttention
+from monai_das.networks.blocks.sampling_attention import DEFAULT_TAU0
 from monai_das.networks.nets import DASampler
 
 CONFIGS = [
@@ -151,3 +152,23 @@ def test_stacked_heads_give_the_per_head_formula(heads, hidden, k):
     for name, p in module.named_parameters():
         if name.startswith(("scales.", "queries", "keys.")):
             torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_one_tau0_default_for_das_and_its_attention():
+    # DASampler always passed 3.0; the attention block's own default used to be 1.0
+    assert SamplingAttention(3, 2).tau0 == DEFAULT_TAU0 == 3.0
+    assert DASampler(2).attention.tau0 == DEFAULT_TAU0
+
+
+def test_variance_prior_given_equals_the_one_computed_from_the_raw_variance():
+    torch.manual_seed(0)
+    module = SamplingAttention(3, 4)
+    with torch.no_grad():
+        module.base.weight.normal_()
+    feats, raw = torch.randn(2, 9, 3), torch.rand(2, 9) + 0.01
+    log_var = torch.log(raw + 1e-6)
+    prior = (log_var - log_var.mean(1, keepdim=True)) / (log_var.std(1, keepdim=True, unbiased=False) + 1e-3)
+    own, given = module(feats, raw), module(feats, raw, prior)
+    torch.testing.assert_close(given[0], own[0], rtol=0, atol=0)
+    shifted = module(feats, raw, prior + torch.linspace(0, 3, 9))  # the given prior is what is used
+    assert not torch.allclose(shifted[0], own[0])

@@ -80,6 +80,20 @@ def test_full_ignores_num_samples():
     assert sampler(torch.rand(1, 1, 4, 6, 6)).indices.tolist() == [[0, 1, 2, 3]]
 
 
+def test_full_sequence_num_samples_is_deprecated():
+    with pytest.warns(DeprecationWarning, match="num_samples is ignored"):
+        sampler = FullSequence(num_samples=4)
+    assert sampler(torch.rand(1, 1, 5, 6, 6)).indices.tolist() == [[0, 1, 2, 3, 4]]
+
+
+@parameterized.expand([("das",), ("das_segments",), ("uniform",), ("random",)])
+def test_num_frames_is_checked_against_num_samples(name):
+    assert get_sampler(name, 8, num_frames=8).num_samples == 8
+    with pytest.raises(ValueError, match=r"num_samples \(9\) must be <= num_frames \(8\)"):
+        get_sampler(name, 9, num_frames=8)
+    assert get_sampler("full", 9, num_frames=8)(torch.rand(1, 1, 8, 6, 6)).indices.shape == (1, 8)
+
+
 def test_unknown_keyword_argument():
     with pytest.raises(TypeError):
         get_sampler("uniform", 2, hidden_size=3)

@@ -37,7 +37,7 @@ def build(name: str, k: int, t: int, c: int = 1, seed: int | None = 0) -> FrameS
         return UniformSampler(k)
     if name == "random":
         return RandomSampler(k, seed=seed)
-    return FullSequence(k)
+    return FullSequence()
 
 
 def data(b: int, c: int, t: int, h: int = 10, w: int = 9, seed: int = 0) -> torch.Tensor:
@@ -96,7 +96,7 @@ def test_non_square_frames_and_batch_of_one(name):
 
 def test_full_sequence_is_identity():
     x = data(2, 3, 6)
-    out = FullSequence(num_samples=4)(x)
+    out = FullSequence()(x)
     assert out.frames is x
     assert torch.equal(out.indices, torch.arange(6).expand(2, 6))
     assert torch.equal(out.weights, torch.eye(6).expand(2, 6, 6))
