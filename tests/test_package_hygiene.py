@@ -30,8 +30,6 @@ KNOWN_PRIVATE_ACCESS = {
     "apps/monailabel/infer.py": "MONAI Label BasicInferTask._config",
     "apps/monailabel/sample_app/main.py": "MONAI Label MONAILabelApp._infers/_trainers, LocalDatastore._extensions",
     "handlers/training_state.py": "ignite Checkpoint._handler, MONAI CheckpointSaver._key_metric_checkpoint etc.",
-    "networks/utils.py": "torch.compile's OptimizedModule._orig_mod",
-    "networks/nets/classifier.py": "torch nn.modules.conv._ConvNd",
     "engines/batchnorm_recalibration.py": "torch nn.modules.batchnorm._BatchNorm",
 }
 KNOWN_LONG_FILES = {
