@@ -1,11 +1,13 @@
-"""Training helpers for the engines: class balancing, the functions bundle configs call, distributed teardown."""
+"""Training: the staged recipe (ignite stages, resumable), the learned-vs-prior selection, class balancing, the
+functions bundle configs call, distributed teardown."""
 
 from __future__ import annotations
 
 from .batchnorm_recalibration import recalibrate_batchnorm
 from .class_balance import balanced_sampler_weights, class_weights
 from .distributed import teardown_distributed
-from .staged_sampler_training import train_sampler_staged
+from .sampler_selection import SELECTION_RULES, keep_learned_sampler, paired_bootstrap_auc, roc_auc
+from .staged_recipe import StagedRecipe
 from .training_recipe import (
     IMBALANCE_POLICIES,
     balanced_data_sampler,
@@ -19,6 +21,8 @@ from .training_recipe import (
 
 __all__ = [
     "IMBALANCE_POLICIES",
+    "SELECTION_RULES",
+    "StagedRecipe",
     "balanced_data_sampler",
     "balanced_sampler_weights",
     "check_validation_labels",
@@ -30,5 +34,7 @@ __all__ = [
     "probabilities_and_labels",
     "recalibrate_batchnorm",
     "teardown_distributed",
-    "train_sampler_staged",
+    "keep_learned_sampler",
+    "paired_bootstrap_auc",
+    "roc_auc",
 ]
