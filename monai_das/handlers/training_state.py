@@ -74,8 +74,12 @@ class BestModelCheckpoint(Checkpoint):
     def __init__(self, save_dir: str, save_dict: Mapping[str, Any], key_metric_name: str,
                  key_metric_filename: str = "model.pt", key_metric_negative_sign: bool = False) -> None:
         sign = -1.0 if key_metric_negative_sign else 1.0
+
+        def score(engine: Any) -> float:  # a Python float (MONAI's ROCAUC gives numpy's): last.pt stays weights_only
+            return sign * float(engine.state.metrics[key_metric_name])
+
         super().__init__(dict(save_dict), ReplacingDiskSaver(save_dir), filename_pattern=key_metric_filename,
-                         score_function=Checkpoint.get_default_score_fn(key_metric_name, sign), n_saved=1)
+                         score_function=score, n_saved=1)
 
     def attach(self, engine: Any) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)

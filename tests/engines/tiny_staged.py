@@ -28,15 +28,16 @@ def classifier(name: str, k: int = K) -> SubsampledClassifier:
     return SubsampledClassifier(get_sampler(name, k, num_frames=T), FrameMeans(), num_classes=2, feature_dim=4)
 
 
-def data(n: int, seed: int) -> list[dict]:
-    """Class 1 has one bright square in a random frame; the other frames hold noise."""
+def data(n: int, seed: int, noise: float = 0.1, signal: float = 1.0) -> list[dict]:
+    """Class 1 has one square brighter by ``signal`` in a random frame; every frame holds uniform noise of amplitude
+    ``noise``."""
     g = torch.Generator().manual_seed(seed)
     items = []
     for i in range(n):
-        x = 0.1 * torch.rand(1, T, SIZE, SIZE, generator=g)
+        x = noise * torch.rand(1, T, SIZE, SIZE, generator=g)
         label = i % 2
         if label:
             t = int(torch.randint(0, T, (1,), generator=g))
-            x[0, t, 4:12, 4:12] += 1.0
+            x[0, t, 4:12, 4:12] += signal
         items.append({"image": x, "label": torch.tensor(label)})
     return items
