@@ -7,7 +7,7 @@ What a person edits:
 
 - ``bundles/common/``: the recipe every bundle shares (``train.json``: network, sampler, preprocessing, trainer,
   validation, checkpoints; ``inference.json``: reading files and writing predictions; the overlays
-  ``evaluate.json``, ``multi_gpu_train.json``, ``train_staged.json``, ``backbone_resnet3d.json``; ``logging.conf``,
+  ``evaluate.json``, ``multi_gpu_train.json``, ``train_end_to_end.json``, ``backbone_resnet3d.json``; ``logging.conf``,
   ``LICENSE``), one place for each default;
 - ``bundles/<name>/configs/dataset.json``: what is this bundle's own (its classes, frames, data, and the defaults it
   changes), and ``metadata.json`` and ``docs/README.md``.
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "bundles"
 COMMON = BUNDLES / "common"
 #: copied unchanged into every bundle (relative to bundles/common -> relative to the bundle)
-COPIES = {**{f: f"configs/{f}" for f in ("evaluate.json", "multi_gpu_train.json", "train_staged.json",
+COPIES = {**{f: f"configs/{f}" for f in ("evaluate.json", "multi_gpu_train.json", "train_end_to_end.json",
                                          "backbone_resnet3d.json", "logging.conf")}, "LICENSE": "LICENSE"}
 REFERENCE = re.compile(r"@([A-Za-z_]\w*)")
 
