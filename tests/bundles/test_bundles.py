@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLES_DIR = ROOT / "bundles"
 SCHEMA = BUNDLES_DIR / "meta_schema.json"
 BUNDLES = ["synthetic", *MEDMNIST_CLASSES, "covid_blues", "busv"]
-TRAIN, EVALUATE, INFERENCE = ["train.json"], ["train.json", "evaluate.json"], ["inference.json"]
+# end to end (train_end_to_end.json): every component of the bundle in one short run; the staged recipe that
+# train.json runs alone is tested in tests/engines/test_staged_bundle.py
+TRAIN, EVALUATE, INFERENCE = ["train.json", "train_end_to_end.json"], ["train.json", "evaluate.json"], ["inference.json"]
 
 
 def bundle_dir(name: str) -> Path:
@@ -291,7 +293,7 @@ def test_backbone_resnet3d(bundle_data, tmp_path, restore_torch_state):
 
     name, extra, out = "vesselmnist3d", "backbone_resnet3d.json", tmp_path / "outputs"
     overrides = {**data_overrides(name, bundle_data), "epochs": 1, "batch_size": 4, "output_dir": str(out)}
-    training = run_workflow(name, ["train.json", extra], **overrides)
+    training = run_workflow(name, [*TRAIN, extra], **overrides)
     network = training.parser.get_parsed_content("network")
     assert isinstance(network.backbone, monai.networks.nets.ResNet) and network.backbone_dims == 3
     assert network.backbone.conv1.weight.is_contiguous()
