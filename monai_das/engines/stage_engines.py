@@ -65,7 +65,8 @@ def image_engines(network: nn.Module, train_loader: Any, val_loader: Any, optimi
                   loss_function: Callable, epochs: int, device: Any, network_config: Any, num_classes: int,
                   frame_mask_key: str | None = None) -> tuple[Any, Any]:
     """``(trainer, evaluator)`` on images: MONAI's supervised engines, the frame mask given to the network."""
-    prepare = {} if frame_mask_key is None else {"prepare_batch": PrepareBatchExtraInput({"frame_mask": frame_mask_key})}
+    prepare = {} if frame_mask_key is None else {
+        "prepare_batch": PrepareBatchExtraInput({"frame_mask": frame_mask_key})}
     metrics = _metrics(network_config, num_classes)
     key, extra = {KEY_METRIC: metrics.pop(KEY_METRIC)}, metrics
     evaluator = SupervisedEvaluator(device=device, val_data_loader=val_loader, network=network,

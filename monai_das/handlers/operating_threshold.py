@@ -19,7 +19,8 @@ __all__ = ["OperatingThreshold"]
 
 def _threshold(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
     if probabilities.ndim != 2 or probabilities.shape[1] != 2:
-        raise ValueError(f"OperatingThreshold is for binary tasks: probabilities (N, 2), got {tuple(probabilities.shape)}.")
+        raise ValueError(f"OperatingThreshold is for binary tasks: probabilities (N, 2), got "
+                         f"{tuple(probabilities.shape)}.")
     return choose_threshold(probabilities[:, 1], labels.reshape(-1))
 
 

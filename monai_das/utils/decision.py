@@ -19,12 +19,15 @@ __all__ = ["DECISION_THRESHOLD_KEY", "choose_threshold", "decide"]
 
 #: the network option (``network_config`` entry of a checkpoint) holding the positive-class threshold
 DECISION_THRESHOLD_KEY = "decision_threshold"
+#: decimals of the probabilities :func:`choose_threshold` compares
+PRECISION = 6
 
 
 def choose_threshold(positive_probabilities: Any, labels: Any) -> float:
     """The threshold on the positive-class probability with the best balanced accuracy on these cases.
 
-    Candidates are 0.5 and the midpoints between consecutive distinct probabilities; a case is called positive when
+    Candidates are 0.5 and the midpoints between consecutive distinct probabilities (to :data:`PRECISION` decimals,
+    so that the float noise between two computations of one probability never becomes a rule); a case is called positive when
     its probability is above the threshold. Among equally good candidates the one closest to 0.5 wins, so the default
     stays unless the cases say otherwise. Maximising balanced accuracy ``(TPR + TNR) / 2`` is maximising Youden's J.
 
@@ -41,6 +44,7 @@ def choose_threshold(positive_probabilities: Any, labels: Any) -> float:
         raise ValueError(f"probabilities {p.shape} and labels {y.shape} must have one value per case.")
     if y.all() or not y.any():
         return 0.5
+    p = p.round(PRECISION)  # probabilities equal but for float rounding (1e-8 apart) are one value, never split
     values = np.unique(p)
     candidates = np.concatenate([[0.5], (values[1:] + values[:-1]) / 2])
     positive = p[None, :] > candidates[:, None]  # (candidates, N)
