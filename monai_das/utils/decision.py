@@ -27,8 +27,8 @@ def choose_threshold(positive_probabilities: Any, labels: Any) -> float:
     """The threshold on the positive-class probability with the best balanced accuracy on these cases.
 
     Candidates are 0.5 and the midpoints between consecutive distinct probabilities (to :data:`PRECISION` decimals,
-    so that the float noise between two computations of one probability never becomes a rule); a case is called positive when
-    its probability is above the threshold. Among equally good candidates the one closest to 0.5 wins, so the default
+    so that the float noise between two computations of one probability never becomes a rule); a case is called
+    positive when its probability is above the threshold. Among equally good candidates the one closest to 0.5 wins, so the default
     stays unless the cases say otherwise. Maximising balanced accuracy ``(TPR + TNR) / 2`` is maximising Youden's J.
 
     Args:
