@@ -53,7 +53,6 @@ def test_the_threshold_of_the_epoch_goes_into_network_config_and_the_best_model(
 def test_more_than_two_classes_is_refused(tmp_path):
     config = NetworkConfig({})
     metric = OperatingThreshold(config)
-    metric.update((torch.softmax(torch.randn(4, 3), dim=1), torch.tensor([0, 1, 2, 0])))
     with pytest.raises(ValueError, match="binary tasks"):
-        metric.compute()
+        metric.update((torch.softmax(torch.randn(4, 3), dim=1), torch.tensor([0, 1, 2, 0])))
     assert "decision_threshold" not in config.values
