@@ -5,18 +5,24 @@
 
 Recipes (the same for every method of a dataset; only how the sampler itself is trained differs):
 
-- ``staged`` (default): the dataset's bundle is trained on the full sequence (the ``full`` row; it is also the
-  teacher), then ``configs/train_staged.json`` trains each method's sampler and the head on the teacher's cached
-  frame features (``monai_das.engines.train_sampler_staged``). ``das_prior`` is DAS with its sampler untrained
-  (``sampler_lr_scale=0``): only the head learns, as for uniform. ``das_from_prior`` is DAS whose head first learns
-  alone on the prior's picks (``head_epochs=30``, i.e. ``das_prior``'s training) before the sampler learns with it,
-  keeping the best validation state of both phases.
-- ``end_to_end``: ``configs/train.json`` trains sampler, backbone and head together (the bundles' default).
+- ``staged`` (default): the dataset's bundle is trained on the full sequence end to end (the ``full`` row; it is
+  also the teacher), then each method runs the bundle's one training command, ``configs/train.json``
+  (``monai_das.engines.StagedRecipe``), given that teacher (``--teacher_ckpt``): the head on the sampler prior's
+  picks, and for a sampler that learns, sampler and head on the teacher's cached frame features, the learned sampler
+  kept only when a paired bootstrap on validation says it beats its prior (``--selection``). ``das_prior`` is DAS with
+  its sampler untrained (``staged_sampler_lr_scale=0``): only the head learns, as for uniform. ``das_from_prior``
+  rows are of the former recipe (head first, then the sampler, best validation state of both): every DAS run now
+  trains the head on the prior first, so the method is not run any more.
+  Its rows have recipe ``staged_selected`` (``staged`` rows are of the former recipe).
+- ``end_to_end``: ``configs/train.json`` with ``configs/train_end_to_end.json`` trains sampler, backbone and head
+  together.
 
-Every run is tested with ``configs/evaluate.json``, whose per-case test predictions (probabilities, label, picks) are
-copied to ``<results_dir>/predictions/``. One CSV row is appended as soon as a run finishes; a row is keyed on every
-option that changes it (dataset, method, recipe, seed, sampling ratio, image size, epochs, overrides), and finished
-rows are skipped on restart; a training cut off resumes from its ``last.pt``. The Markdown table and the paired
+Every run is tested with ``configs/evaluate.json`` (accuracy and balanced accuracy at the decision threshold chosen
+on validation and stored in ``model.pt``; AUC from the probabilities), whose per-case test predictions
+(probabilities, label, picks) are copied to ``<results_dir>/predictions/``. One CSV row is appended as soon as a run
+finishes; a row is keyed on every option that changes it (dataset, method, recipe, seed, sampling ratio, image size,
+epochs, overrides), and finished rows are skipped on restart; a training cut off resumes (staged: ``--resume auto``,
+every finished stage skipped; end to end: from its ``last.pt``). The Markdown table and the paired
 comparisons (``paired.csv``: DAS - uniform, - full, - das_prior and - DPS; das_from_prior - uniform, - full, - das_prior
 and - DAS; mean over seeds with a paired bootstrap 95% interval over test cases) are rewritten after every row and say
 when the table is partial.
@@ -65,16 +71,21 @@ DATASETS = {
 FOLDS = 5
 METHODS = ("full", "random", "uniform", "dps", "adps", "das", "das_prior", "das_from_prior", "das_segments")
 #: bundle overrides that make a method (default: ``sampler_name`` = the method)
-METHOD_OVERRIDES = {"das_prior": {"sampler_name": "das", "sampler_lr_scale": 0, "staged_sampler_lr_scale": 0},
-                    "das_from_prior": {"sampler_name": "das", "head_epochs": 30}}
+METHOD_OVERRIDES = {"das_prior": {"sampler_name": "das", "sampler_lr_scale": 0, "staged_sampler_lr_scale": 0}}
+#: methods whose rows came from a recipe the bundles no longer have: summarised, never run
+RETIRED = ("das_from_prior",)
 RECIPES = ("staged", "end_to_end")
+#: the ``recipe`` of a row, by ``--recipe``: staged rows of the one-command recipe (threshold stored, learned sampler
+#: kept by selection) are ``staged_selected``, so that the former ``staged`` rows are neither skipped for them nor
+#: mixed with them
+ROW_RECIPES = {"staged": "staged_selected", "end_to_end": "end_to_end"}
 #: the comparisons of the paired table: (method A, method B), A - B
 COMPARISONS = (("das", "uniform"), ("das", "full"), ("das", "das_prior"), ("das", "dps"),
                ("das_from_prior", "uniform"), ("das_from_prior", "full"), ("das_from_prior", "das_prior"),
                ("das_from_prior", "das"))
-#: overrides read only by train_staged.json: they do not change the full-sequence teacher
-STAGED_ONLY = ("staged_epochs", "staged_batch_size", "staged_sampler_lr_scale",
-               "rank_weight", "rank_temperature", "rank_target", "finetune_epochs", "finetune_learning_rate", "head_epochs")
+#: overrides read only by the staged recipe after its teacher: they do not change the full-sequence teacher
+STAGED_ONLY = ("staged_epochs", "staged_batch_size", "staged_sampler_lr_scale", "rank_weight", "rank_temperature",
+               "rank_target", "selection", "selection_confidence", "finetune_epochs", "finetune_learning_rate")
 KEY_FIELDS = ["dataset", "method", "recipe", "seed", "sampling_ratio", "image_size", "epochs", "overrides"]
 FIELDS = KEY_FIELDS + ["test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss", "train_seconds", "device",
                        "predictions"]
@@ -147,7 +158,7 @@ def run_key(dataset: str, method: str, seed: int, ratio: float, args) -> dict:
         "dataset": dataset,
         "method": method,
         # the full sequence has no sampler to train: one end-to-end run serves every recipe (and is the teacher)
-        "recipe": "end_to_end" if method == "full" else args.recipe,
+        "recipe": "end_to_end" if method == "full" else ROW_RECIPES[args.recipe],
         "seed": str(seed),
         "sampling_ratio": "1.0" if method == "full" else str(float(ratio)),
         "image_size": str(image_size),
@@ -210,8 +221,8 @@ class Benchmark:
         bundle = Path(self.args.bundles_dir) / DATASETS[dataset][0]
         extra = BACKBONE_CONFIGS[self.args.backbone]
         overrides = self._overrides(dataset, method, seed, ratio, run_dir)
-        staged = key["recipe"] == "staged"
-        train_files = ["train.json", "train_staged.json", *extra] if staged else ["train.json", *extra]
+        staged = key["recipe"] == ROW_RECIPES["staged"]
+        train_files = ["train.json", *extra] if staged else ["train.json", "train_end_to_end.json", *extra]
         if staged:
             overrides["teacher_ckpt"] = teacher
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -220,9 +231,9 @@ class Benchmark:
             try:
                 if not done.exists():
                     start = time.time()
-                    # an unfinished run goes on: end to end from its last.pt; staged (minutes) from the start
+                    # an unfinished run goes on: staged from its unfinished stage, end to end from its last.pt
                     if staged:
-                        resume = {"overwrite": True} if (run_dir / "model.pt").exists() else {}
+                        resume = {"resume": "auto"}
                     else:
                         resume = {"resume": True} if (run_dir / "last.pt").exists() else {}
                     bundle_run(bundle, train_files, {**overrides, **resume}, log, self.threads)
@@ -317,8 +328,9 @@ def summarise(rows: list[dict], paired: list[dict], expected: int, commands: lis
         "Mean +- standard deviation over seeds of the test-split metrics. Each run is the dataset's bundle; the",
         "`full` rows are the full-sequence models trained end to end, which are also the teachers of the `staged`",
         "recipe (see `benchmarks/accuracy.py`); `das_prior` is DAS with its sampler left untrained;",
-        "`das_from_prior` is DAS whose head first learns alone on the prior's picks (`head_epochs=30`) before the",
-        "sampler learns, keeping the best validation state of both phases.",
+        "`das_from_prior` is DAS whose head first learned alone on the prior's picks before the sampler learned",
+        "(a former recipe). Accuracy and balanced accuracy are at the decision threshold stored in each model.pt",
+        "(chosen on validation) for rows trained since the threshold exists, at argmax (0.5) before.",
         "",
         "| dataset | recipe | k/T | method | seeds | test AUC | balanced accuracy | accuracy | image | epochs | overrides "
         "| train s/run |",
@@ -418,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"covid_blues_<target> runs one row per fold: --seeds must be <= {FOLDS}")
     if args.data_root is None and any(DATASETS[d][1] is not None for d in args.datasets):
         parser.error("--data_root is required: the folder holding medmnist3d/ and ultrasound/covid_blues/")
+    retired = sorted(set(args.methods) & set(RETIRED))
+    if retired and not args.summary_only:
+        parser.error(f"{retired}: rows of a former recipe (head first, then the sampler); every DAS run of the staged "
+                     "recipe now trains the head on the prior first and keeps the learned sampler by --set selection")
     if args.backbone != "mobilenet_v3_small" and args.recipe == "staged":
         parser.error("--backbone resnet18_3d needs --recipe end_to_end (the staged recipe pools 2D frame features)")
 

@@ -6,15 +6,16 @@
 What a person edits:
 
 - ``bundles/common/``: the recipe every bundle shares (``train.json``: network, sampler, preprocessing, trainer,
-  validation, checkpoints; ``inference.json``: reading files and writing predictions; the overlays
-  ``evaluate.json``, ``multi_gpu_train.json``, ``train_staged.json``, ``backbone_resnet3d.json``; ``logging.conf``,
+  validation, checkpoints, end to end; ``staged.json``: the staged recipe, merged in; ``inference.json``: reading
+  files and writing predictions; the overlays
+  ``evaluate.json``, ``multi_gpu_train.json``, ``train_end_to_end.json``, ``backbone_resnet3d.json``; ``logging.conf``,
   ``LICENSE``), one place for each default;
 - ``bundles/<name>/configs/dataset.json``: what is this bundle's own (its classes, frames, data, and the defaults it
   changes), and ``metadata.json`` and ``docs/README.md``.
 
 What this script writes into each bundle (a model-zoo bundle must run from its own folder, and ``train.json`` and
 ``inference.json`` must each run alone: ``monai.bundle run``, the model-zoo verifier, ``monai-das predict``, MONAI
-Label): ``train.json`` = common ``train.json`` merged with ``dataset.json`` (MONAI's own multi-file merge, so a
+Label): ``train.json`` = common ``train.json`` and ``staged.json`` merged with ``dataset.json`` (MONAI's own multi-file merge, so a
 ``"a#b"`` key of ``dataset.json`` sets a nested value); ``inference.json`` = common ``inference.json`` plus the keys
 of that merge it refers to (network, frames, classes, preprocessing), with ``dataset.json``'s values winning; the
 overlays, ``logging.conf`` and ``LICENSE`` as copies.
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "bundles"
 COMMON = BUNDLES / "common"
 #: copied unchanged into every bundle (relative to bundles/common -> relative to the bundle)
-COPIES = {**{f: f"configs/{f}" for f in ("evaluate.json", "multi_gpu_train.json", "train_staged.json",
+COPIES = {**{f: f"configs/{f}" for f in ("evaluate.json", "multi_gpu_train.json", "train_end_to_end.json",
                                          "backbone_resnet3d.json", "logging.conf")}, "LICENSE": "LICENSE"}
 REFERENCE = re.compile(r"@([A-Za-z_]\w*)")
 
@@ -43,10 +44,12 @@ def read_json(path: Path) -> dict:
 
 
 def merged_train(bundle: Path) -> dict:
-    """common/train.json then the bundle's dataset.json, merged as ``monai.bundle`` merges a list of config files."""
+    """common/train.json, common/staged.json (the staged recipe that the bundle's train.json runs), then the bundle's
+    dataset.json, merged as ``monai.bundle`` merges a list of config files."""
     from monai.bundle import ConfigParser
 
-    config = ConfigParser.load_config_files([str(COMMON / "train.json"), str(bundle / "configs" / "dataset.json")])
+    config = ConfigParser.load_config_files([str(COMMON / "train.json"), str(COMMON / "staged.json"),
+                                             str(bundle / "configs" / "dataset.json")])
     return dict(config)
 
 

@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.data import DistributedSampler, DistributedWeightedRandomSampler
 from monai.utils import look_up_option
 from torch.utils.data import Dataset, WeightedRandomSampler
 
 from monai_das.engines.class_balance import _class_indices, balanced_sampler_weights, class_weights
+from monai_das.utils.decision import decide
 
 __all__ = [
     "IMBALANCE_POLICIES",
@@ -23,6 +25,7 @@ __all__ = [
     "check_validation_labels",
     "logits_and_labels",
     "probabilities_and_labels",
+    "decisions_and_labels",
 ]
 
 #: ``"weighted_loss"``: inverse-frequency class weights in the cross-entropy; ``"balanced_sampling"``: every class
@@ -131,3 +134,15 @@ def logits_and_labels(output: Sequence[dict]) -> tuple[torch.Tensor, torch.Tenso
 def probabilities_and_labels(output: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(probabilities (B, C), labels (B,))`` from decollated evaluator outputs, for ``ignite.metrics.Accuracy``."""
     return _stack(output, "pred").float(), _stack(output, "label").reshape(-1).long()
+
+
+def decisions_and_labels(network_config: Any) -> Callable[[Sequence[dict]], tuple[torch.Tensor, torch.Tensor]]:
+    """An output transform giving ``(one-hot decisions (B, C), labels (B,))``: the classes :py:func:`decide` picks
+    with the options of ``network_config`` (a :py:class:`NetworkConfig`, read at each call, so the threshold a
+    checkpoint loader restored is the one used), for ignite's ``Accuracy`` and :py:class:`BalancedAccuracy`."""
+
+    def transform(output: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+        prob, labels = probabilities_and_labels(output)
+        return F.one_hot(decide(prob, network_config.values), prob.shape[1]).float(), labels
+
+    return transform

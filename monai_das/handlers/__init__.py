@@ -1,5 +1,5 @@
 """Ignite handlers and metrics: TensorBoard logging of the sampler's decisions, balanced accuracy, quadratic-weighted
-kappa, resumable training state, safe checkpoint reading, the network options saved in a checkpoint."""
+kappa, operating threshold, resumable training state (ignite checkpoints), safe checkpoint reading, the network options saved in a checkpoint."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from .metrics import BalancedAccuracy, QuadraticWeightedKappa, quadratic_weighte
 from .network_config import NETWORK_CONFIG_KEY, NetworkConfig, split_checkpoint
 from .prediction_writer import PredictionWriter
 from .sampler_tensorboard import SamplerTensorBoardHandler, default_label_transform
+from .operating_threshold import OperatingThreshold
 from .training_state import (
     RESUME_CHOICES,
-    AtomicCheckpointSaver,
+    BestModelCheckpoint,
+    ReplacingDiskSaver,
     TrainingStateCheckpoint,
-    atomic_torch_save,
     claim_output,
     read_training_state,
     release_output,
@@ -26,20 +27,21 @@ __all__ = [
     "NetworkConfig",
     "split_checkpoint",
     "RESUME_CHOICES",
-    "AtomicCheckpointSaver",
+    "BestModelCheckpoint",
     "BalancedAccuracy",
+    "OperatingThreshold",
     "PredictionWriter",
     "QuadraticWeightedKappa",
     "SafeCheckpointLoader",
     "SamplerTensorBoardHandler",
     "TrainingStateCheckpoint",
-    "atomic_torch_save",
     "claim_output",
     "default_label_transform",
     "load_checkpoint",
     "quadratic_weighted_kappa",
     "read_training_state",
     "release_output",
+    "ReplacingDiskSaver",
     "to_class_indices",
     "unwrap_network",
 ]

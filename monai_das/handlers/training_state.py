@@ -1,134 +1,96 @@
-"""Resumable training: the whole training state in one file, written atomically every epoch, and read back on resume.
+"""Resumable training with ignite's checkpointing, and the claim of a run's output folder.
 
-An interrupted run (a killed job, a pre-empted node, a power cut) loses at most the epoch it was in: the state at the
-end of every epoch is written to ``<output_dir>/last.pt`` by writing a temporary file in the same folder and renaming
-it over the old one (``os.replace``), so the file on disk is always either the previous complete state or the new
-complete state, never a half-written one. The best-model checkpoint gets the same guarantee from
-:py:class:`AtomicCheckpointSaver`.
+The checkpoints are ignite's own: :py:class:`ignite.handlers.Checkpoint` writes through
+``DiskSaver(atomic=True)`` (a temporary file in the same folder, then ``os.replace``), so a file on disk is always a
+whole checkpoint, and :py:meth:`ignite.handlers.Checkpoint.load_objects` restores one. What this module adds:
+
+- :class:`ReplacingDiskSaver`: a ``DiskSaver`` for a checkpoint kept under one fixed name (``model.pt``, ``last.pt``),
+  which never deletes it before the next save replaces it;
+- :class:`BestModelCheckpoint` and :class:`TrainingStateCheckpoint`: ignite ``Checkpoint`` set up for the best model
+  and for the whole training state, with ``attach`` for MONAI workflows' handler lists;
+- :func:`claim_output`: the output folder made this run's (an ``flock`` lock, a finished run protected, stale
+  temporary files removed).
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-import torch
-from monai.handlers.checkpoint_saver import CheckpointSaver
-from monai.handlers.earlystop_handler import EarlyStopHandler
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_das.handlers.checkpoint_loading import load_checkpoint
-from monai_das.networks.utils import unwrap_network
-from monai_das.utils.atomic_file import atomic_write
 
 fcntl, has_fcntl = optional_import("fcntl")  # POSIX only: without it runs are not locked
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
-DiskSaver, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "DiskSaver")
-EarlyStopping, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EarlyStopping")
-if TYPE_CHECKING:
-    from ignite.engine import Engine
-else:
-    Engine, _ = optional_import(
-        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
-    )
+Checkpoint, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Checkpoint",
+                                as_type="base")
+DiskSaver, _ = optional_import("ignite.handlers", IgniteInfo.OPT_IMPORT_VERSION, min_version, "DiskSaver",
+                               as_type="base")
 
-__all__ = [
-    "RESUME_CHOICES",
-    "AtomicCheckpointSaver",
-    "TrainingStateCheckpoint",
-    "atomic_torch_save",
-    "claim_output",
-    "read_training_state",
-    "release_output",
-]
+__all__ = ["RESUME_CHOICES", "BestModelCheckpoint", "ReplacingDiskSaver", "TrainingStateCheckpoint", "claim_output",
+           "read_training_state", "release_output"]
 
-#: what ``resume`` accepts: ``False`` (start afresh, overwrite ``last.pt``), ``True`` (continue from it; an error if
-#: it is missing) or ``"auto"`` (continue from it when it exists, else start afresh: one command for the first launch
-#: and every relaunch of a pre-emptible job).
+#: what ``resume`` accepts: ``False`` (start afresh), ``True`` (continue from ``last.pt``; an error if it is missing)
+#: or ``"auto"`` (continue when it exists: one command for the first launch and every relaunch of a pre-emptible job)
 RESUME_CHOICES = (False, True, "auto")
-_FORMAT = "monai_das.training_state.v1"
+_FORMAT = "monai_das.training_state.v2"
+#: the temporary files of ignite's atomic DiskSaver (``tempfile.NamedTemporaryFile`` in the output folder)
+_TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}")
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)`` that never leaves a partial file at ``path``.
+class ReplacingDiskSaver(DiskSaver):
+    """ignite's ``DiskSaver(atomic=True)`` for a checkpoint kept under one file name.
 
-    The object is written to a temporary file in the folder of ``path``, flushed to disk (``fsync``), then renamed
-    over ``path`` with ``os.replace`` (atomic on POSIX and Windows within one file system). A process killed at any
-    moment leaves either the old file or the new one; at worst a stray ``.<name>.*.tmp`` file, never a truncated
-    ``path``. The file gets the usual ``rw-r--r--``-style permissions (the umask applies), not ``mkstemp``'s 0600.
+    ignite's ``Checkpoint`` calls ``remove`` on the old file just before it saves the new one; under one fixed name that
+    would leave no checkpoint on disk for a moment. Here ``remove`` keeps the file: the atomic save replaces it.
     """
-    with atomic_write(path, "wb") as f:
-        torch.save(obj, f)
+
+    def __init__(self, dirname: str | os.PathLike) -> None:
+        super().__init__(dirname, atomic=True, require_empty=False)
+
+    def remove(self, filename: str) -> None:
+        """Keep ``filename``: the save that follows replaces it with ``os.replace``."""
 
 
-def _plain(value: Any) -> Any:
-    """``value`` with numpy scalars and arrays made Python numbers and tensors, so ``weights_only=True`` loads it."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [_plain(v) for v in value]
-        return items if isinstance(value, list) else tuple(items)
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+class BestModelCheckpoint(Checkpoint):
+    """The best epoch's ``save_dict`` (e.g. ``{"model": network, "network_config": NetworkConfig}``) in
+    ``<save_dir>/<key_metric_filename>``, replaced atomically when a later epoch scores higher: ignite's
+    ``Checkpoint`` with ``n_saved=1``. Attach it to the evaluator (a MONAI ``val_handlers`` entry); its record of the
+    best score is its ``state_dict``, so :class:`TrainingStateCheckpoint` can save it for resuming.
 
+    Args:
+        save_dir: the output folder.
+        save_dict: ``{name: object with state_dict()}``.
+        key_metric_name: the evaluator's metric, e.g. ``"val_auc"``.
+        key_metric_filename: the file name.
+        key_metric_negative_sign: lower is better (a loss).
+    """
 
-def _early_stopping(obj: Any) -> Any:
-    """The ignite ``EarlyStopping`` inside MONAI's ``EarlyStopHandler`` (created by its ``set_trainer``)."""
-    if isinstance(obj, EarlyStopHandler):
-        if obj._handler is None:
-            raise RuntimeError(
-                "the EarlyStopHandler has no trainer yet: call its set_trainer() before the trainer runs "
-                "(the bundles' `run` does: `$@validate#early_stop.set_trainer(@train#trainer)`)."
-            )
-        return obj._handler
-    return obj
+    def __init__(self, save_dir: str, save_dict: Mapping[str, Any], key_metric_name: str,
+                 key_metric_filename: str = "model.pt", key_metric_negative_sign: bool = False) -> None:
+        sign = -1.0 if key_metric_negative_sign else 1.0
 
+        def score(engine: Any) -> float:  # a Python float (MONAI's ROCAUC gives numpy's): last.pt stays weights_only
+            return sign * float(engine.state.metrics[key_metric_name])
 
-def _state_of(name: str, obj: Any) -> Any:
-    if isinstance(obj, (EarlyStopHandler, EarlyStopping)):
-        return dict(_early_stopping(obj).state_dict())
-    if isinstance(obj, CheckpointSaver):
-        if obj._key_metric_checkpoint is None:
-            raise ValueError(f"save_dict['{name}']: a CheckpointSaver is saved only with save_key_metric=True.")
-        return obj._key_metric_checkpoint.state_dict()
-    if isinstance(obj, Engine):  # another engine (the validator): its best-metric record, not its progress
-        return {"best_metric": getattr(obj.state, "best_metric", None),
-                "best_metric_epoch": getattr(obj.state, "best_metric_epoch", None)}
-    if not hasattr(obj, "state_dict"):
-        raise TypeError(f"save_dict['{name}'] must have state_dict()/load_state_dict(), got {type(obj).__name__}.")
-    return unwrap_network(obj).state_dict()
+        super().__init__(dict(save_dict), ReplacingDiskSaver(save_dir), filename_pattern=key_metric_filename,
+                         score_function=score, n_saved=1)
 
-
-def _load_into(name: str, obj: Any, state: Any) -> None:
-    if isinstance(obj, (EarlyStopHandler, EarlyStopping)):
-        _early_stopping(obj).load_state_dict(state)
-    elif isinstance(obj, CheckpointSaver):
-        obj.load_state_dict(state)
-    elif isinstance(obj, Engine):
-        for key, value in state.items():
-            if value is not None:
-                setattr(obj.state, key, value)
-    elif isinstance(unwrap_network(obj), torch.nn.Module):
-        unwrap_network(obj).load_state_dict(state, strict=True)
-    else:
-        obj.load_state_dict(state)
+    def attach(self, engine: Any) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
 
 def read_training_state(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a file written by :py:class:`TrainingStateCheckpoint` with ``torch.load(..., weights_only=True)``.
+    """Load a file written by :py:class:`TrainingStateCheckpoint` (``weights_only``, :func:`load_checkpoint`).
 
     Raises:
         FileNotFoundError: when ``path`` does not exist.
-        ValueError: when ``path`` is not a training-state file (for example a ``model.pt`` state dict), or not a
-            readable checkpoint (:func:`load_checkpoint`).
+        ValueError: when ``path`` is not a training-state file (for example a ``model.pt`` state dict).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -136,7 +98,7 @@ def read_training_state(path: str | os.PathLike, map_location: Any = "cpu") -> d
             f"no training state to resume from: {path} does not exist (resume 'auto' starts afresh when it is missing)."
         )
     state = load_checkpoint(path, map_location=map_location)
-    if not isinstance(state, Mapping) or state.get("format") != _FORMAT:
+    if not isinstance(state, Mapping) or state.get("status", {}).get("format") != _FORMAT:
         found = sorted(state)[:8] if isinstance(state, Mapping) else type(state).__name__
         raise ValueError(f"{path} is not a training state written by TrainingStateCheckpoint (found {found}).")
     return dict(state)
@@ -187,17 +149,20 @@ def release_output(path: str | os.PathLike) -> None:
         lock_file.close()
 
 
+def is_finished(path: str | os.PathLike) -> bool:
+    """Whether the training state at ``path`` says its run is over (all epochs done, or stopped early)."""
+    status = read_training_state(path)["status"]
+    return bool(status["early_stopped"]) or status["epoch"] >= status["max_epochs"]
+
+
 def _check_fresh_start(path: str, protect: Sequence[str], overwrite: bool, logger: logging.Logger) -> None:
     """Refuse (``FileExistsError``) a fresh run on a finished run's files without ``overwrite``; warn when it
     replaces an interrupted run's files."""
     existing = [p for p in (path, *protect) if os.path.isfile(p)]
     if not existing:
         return
-    finished = True  # a best model without a training state: nothing says it may go
-    if os.path.isfile(path):
-        state = read_training_state(path)
-        max_epochs = state["trainer"].get("max_epochs")
-        finished = bool(state["early_stopped"]) or (max_epochs is not None and state["epoch"] >= max_epochs)
+    # a best model without a training state: nothing says it may go
+    finished = is_finished(path) if os.path.isfile(path) else True
     names = ", ".join(os.path.basename(p) for p in existing)
     folder = os.path.dirname(os.path.abspath(path))
     if finished and not overwrite:
@@ -211,22 +176,15 @@ def _check_fresh_start(path: str, protect: Sequence[str], overwrite: bool, logge
                        "--resume True to continue it instead.")
 
 
-def claim_output(
-    path: str | os.PathLike,
-    protect: Sequence[str | os.PathLike] = (),
-    resume: bool | str = False,
-    overwrite: bool = False,
-    logger: logging.Logger | None = None,
-) -> None:
+def claim_output(path: str | os.PathLike, protect: Sequence[str | os.PathLike] = (), resume: bool | str = False,
+                 overwrite: bool = False, logger: logging.Logger | None = None) -> None:
     """Make the folder of a run's training state ``path`` (``<output_dir>/last.pt``) this run's, before it writes.
 
     Rank 0 takes an exclusive lock (``fcntl.flock``, POSIX) on ``<path>.lock``, held until :func:`release_output` or
-    the end of the process, so a second run into the same folder fails at once instead of mixing its files with the
-    first one's. A fresh run (``resume`` False) on a finished run's files (``path`` says all its epochs are done or it
-    stopped early, or a ``protect`` file such as ``model.pt`` exists without ``path``) is refused unless
-    ``overwrite``; an interrupted run's files are replaced with a warning. Temporary files that a killed write left
-    (``.<name>.*.tmp`` of ``path`` and ``protect``) are removed. The bundles call it in ``initialize``, before any
-    file is opened; :class:`TrainingStateCheckpoint` calls it again at the trainer's start (the lock is held once).
+    the end of the process, so a second run into the same folder fails at once. A fresh run (``resume`` False) on a
+    finished run's files (``path`` says all its epochs are done or it stopped early, or a ``protect`` file such as
+    ``model.pt`` exists without ``path``) is refused unless ``overwrite``; an interrupted run's files are replaced
+    with a warning. Temporary files that a killed atomic save left in the folder (``tmpXXXXXXXX``) are removed.
 
     Raises:
         RuntimeError: when another process holds the lock.
@@ -242,215 +200,135 @@ def claim_output(
         if fresh:
             _check_fresh_start(path, protect, overwrite, logger)
         if idist.get_rank() == 0:
-            for target in (path, *protect):
-                folder, name = os.path.split(os.path.abspath(target))
-                for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
-                    logger.warning(f"removing {tmp}: a temporary file left by a killed write.")
-                    os.remove(tmp)
+            folder = os.path.dirname(os.path.abspath(path))
+            for name in sorted(os.listdir(folder)):
+                if _TEMPORARY.fullmatch(name) and os.path.isfile(os.path.join(folder, name)):
+                    logger.warning(f"removing {os.path.join(folder, name)}: a temporary file left by a killed save.")
+                    os.remove(os.path.join(folder, name))
     except BaseException:
         release_output(path)
         raise
 
 
+class _RunStatus:
+    """The entry ``"status"`` of a training state: its format, the epochs done and whether early stopping ended it."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def state_dict(self) -> dict:
+        return {"format": _FORMAT, "epoch": int(self.engine.state.epoch),
+                "max_epochs": int(self.engine.state.max_epochs), "early_stopped": bool(self.engine.should_terminate)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Nothing to restore: :class:`TrainingStateCheckpoint` reads the status itself."""
+
+
 class TrainingStateCheckpoint:
-    """Write everything a trainer needs to continue to one file after every epoch, and resume from it.
+    """Everything a trainer needs to continue, in one file written after every epoch, and restored on resume.
 
-    Attach it to the **trainer** (in a bundle: the last entry of ``train#handlers``, so that the epoch's validation,
-    learning-rate step, early-stopping update and best-model save have all happened when it writes). The file holds:
+    An ignite ``Checkpoint`` (``n_saved=1``, :class:`ReplacingDiskSaver`) of ``save_dict`` plus the trainer's state
+    and a ``"status"`` entry (epochs done, ``max_epochs``, stopped early). ``save_dict`` holds objects with
+    ``state_dict``: networks (DDP/DataParallel unwrapped by ignite), optimizers, schedulers, ignite's
+    ``EarlyStopping``, a :class:`BestModelCheckpoint` (its best-score record, so a resumed run never replaces
+    ``model.pt`` with a worse model). Attach it to the trainer after the epoch's validation, learning-rate step and
+    early stopping. The file loads with ``torch.load(..., weights_only=True)``; only rank 0 writes.
 
-    - ``"trainer"``: the trainer's ignite state (``epoch``, ``iteration``, ``epoch_length``, ``max_epochs``), plus
-      ``"epoch"`` and ``"early_stopped"`` (the trainer had been told to stop by early stopping);
-    - one entry per ``save_dict`` item: a network (``DistributedDataParallel``/``DataParallel`` are unwrapped, so the
-      weights load in a single process too), an optimizer, a learning-rate scheduler, MONAI's ``EarlyStopHandler``
-      or ignite's ``EarlyStopping`` (``counter`` and ``best_score``), MONAI's best-model ``CheckpointSaver`` (its
-      record of the best score, so a resumed run does not overwrite ``model.pt`` with a worse model), or another
-      engine such as the validator (its ``best_metric`` and ``best_metric_epoch``).
-
-    Every value is a tensor, number, string or container of them: the file loads with ``torch.load(...,
-    weights_only=True)`` (no pickled code runs). Only rank 0 writes (in distributed runs every rank reads it on
-    resume, so ``path`` must be on storage every node sees).
-
-    On resume (at the trainer's ``STARTED`` event) every object is restored and the trainer continues with the epoch
-    after the saved one, up to the ``max_epochs`` it was built with (raise ``--epochs`` to train longer; a smaller
-    value than the epochs already done is an error). A run that had stopped early, or finished, does nothing more.
-    Random number generators are not restored: a resumed run is as deterministic as a fresh one, but not bitwise
-    identical to the run that was never interrupted.
-
-    At the trainer's ``STARTED`` event the folder is claimed with :func:`claim_output` (a lock held while the trainer
-    runs; a fresh run never replaces a finished run's files, e.g. the best ``model.pt`` in ``protect``, without
-    ``overwrite=True``; stale temporary files removed).
+    At the trainer's ``STARTED`` event the folder is claimed (:func:`claim_output`); on resume every object is
+    restored with ``Checkpoint.load_objects`` and the trainer continues with the epoch after the saved one, up to the
+    ``max_epochs`` it was built with (raise ``--epochs`` to train longer). A run that stopped early or finished does
+    nothing more. Random generators are not restored.
 
     Args:
         path: the file, e.g. ``<output_dir>/last.pt``.
-        save_dict: ``{name: object}`` of what to save and restore besides the trainer. ``None`` values are skipped
-            (a rank-0-only handler is ``None`` on the other ranks).
-        resume: ``False`` (start afresh; an existing file is overwritten at the end of the first epoch), ``True``
-            (continue from ``path``; ``FileNotFoundError`` if it is missing) or ``"auto"`` (continue when ``path``
-            exists, else start afresh).
-        map_location: ``torch.load``'s ``map_location`` (the training device).
-        save_interval: write every this many epochs (and at the last one).
+        save_dict: ``{name: object}``; ``None`` values are skipped (rank-0-only handlers on other ranks).
+        resume: ``False``, ``True`` or ``"auto"`` (:data:`RESUME_CHOICES`).
+        map_location: ``torch.load``'s ``map_location``.
         name: logger name; default: the trainer's logger.
         overwrite: let a fresh run replace a finished run's files.
         protect: other files of the run that a fresh run would replace (e.g. ``<output_dir>/model.pt``).
 
     Raises:
-        ValueError: for a ``resume`` outside (False, True, "auto"), or (on resume) a file that is not a training
-            state, or that has done more epochs than the trainer's ``max_epochs``.
+        ValueError: for a ``resume`` outside :data:`RESUME_CHOICES`, or on resume a file that is not a training state
+            or has done more epochs than the trainer's ``max_epochs``.
         FileNotFoundError: on resume with ``resume=True`` and no file at ``path``.
         FileExistsError: for a fresh run on a finished run's files without ``overwrite``.
-        RuntimeError: when another process holds the lock of ``path`` (another run trains into the same folder).
-        RuntimeError: on resume into a network whose parameters do not match the saved ones (``load_state_dict``).
+        RuntimeError: when another process trains into the folder, or a saved object does not fit this run.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        save_dict: Mapping[str, Any],
-        resume: bool | str = False,
-        map_location: Any = "cpu",
-        save_interval: int = 1,
-        name: str | None = None,
-        overwrite: bool = False,
-        protect: Sequence[str | os.PathLike] = (),
-    ) -> None:
-        resume = _resume_choice(resume)
-        if isinstance(save_interval, bool) or not isinstance(save_interval, int) or save_interval < 1:
-            raise ValueError(f"save_interval must be a positive integer, got {save_interval!r}.")
-        if "trainer" in save_dict or "format" in save_dict:
-            raise ValueError("save_dict must not use the names 'trainer' or 'format': the handler writes them.")
+    def __init__(self, path: str | os.PathLike, save_dict: Mapping[str, Any], resume: bool | str = False,
+                 map_location: Any = "cpu", name: str | None = None, overwrite: bool = False,
+                 protect: Sequence[str | os.PathLike] = ()) -> None:
+        self.resume = _resume_choice(resume)
+        if "trainer" in save_dict or "status" in save_dict:
+            raise ValueError("save_dict must not use the names 'trainer' or 'status': the handler writes them.")
         self.path = os.fspath(path)
         self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
-        self.resume = resume
         self.map_location = map_location
-        self.save_interval = save_interval
         self.logger = logging.getLogger(name) if name is not None else None
         self.overwrite = overwrite
         self.protect = [os.fspath(p) for p in protect]
 
-    def attach(self, engine: Engine) -> None:
-        if self.logger is None:
-            self.logger = engine.logger
+    def attach(self, engine: Any) -> None:
+        self.logger = self.logger or engine.logger
+        folder, filename = os.path.split(os.path.abspath(self.path))
         engine.add_event_handler(Events.STARTED, self.load)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+        self.checkpoint = Checkpoint({**self.save_dict, "trainer": engine, "status": _RunStatus(engine)},
+                                     ReplacingDiskSaver(folder), filename_pattern=filename, n_saved=1)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
         engine.add_event_handler(Events.COMPLETED, self.unlock)
         engine.add_event_handler(Events.EXCEPTION_RAISED, self._exception_raised)
 
-    # ---- the run's folder -----------------------------------------------------------------------------------------
+    def save(self, engine: Any) -> None:
+        self.checkpoint(engine)
+        if idist.get_rank() == 0:
+            self.logger.info(f"saved the training state after epoch {engine.state.epoch} to {self.path}")
 
-    def unlock(self, engine: Engine | None = None) -> None:
+    def unlock(self, engine: Any = None) -> None:
         """Release the folder's lock (when the trainer completes or raises; a process that ends releases it too)."""
         release_output(self.path)
 
-    def _exception_raised(self, engine: Engine, e: BaseException) -> None:
+    def _exception_raised(self, engine: Any, e: BaseException) -> None:
         self.unlock()
         raise e  # ignite re-raises only when no handler is registered for EXCEPTION_RAISED
 
-    # ---- writing --------------------------------------------------------------------------------------------------
-
-    def state_dict(self, engine: Engine) -> dict:
-        """The dictionary written to ``path`` (numbers, strings, tensors and containers of them)."""
-        state: dict[str, Any] = {
-            "format": _FORMAT,
-            "trainer": dict(engine.state_dict()),
-            "epoch": int(engine.state.epoch),
-            "early_stopped": bool(engine.should_terminate),
-        }
-        for name, obj in self.save_dict.items():
-            state[name] = _state_of(name, obj)
-        return _plain(state)
-
-    def epoch_completed(self, engine: Engine) -> None:
-        epoch = engine.state.epoch
-        last = engine.should_terminate or (engine.state.max_epochs is not None and epoch >= engine.state.max_epochs)
-        if epoch % self.save_interval and not last:
-            return
-        state = self.state_dict(engine)  # every rank computes it: a state that cannot be saved fails everywhere
-        if idist.get_rank() == 0:
-            atomic_torch_save(state, self.path)
-            self.logger.info(f"saved the training state after epoch {epoch} to {self.path}")
-
-    # ---- resuming -------------------------------------------------------------------------------------------------
-
-    def load(self, engine: Engine) -> None:
+    def load(self, engine: Any) -> None:
         claim_output(self.path, self.protect, self.resume, self.overwrite, self.logger)
         try:
-            self._start(engine)
+            if self.resume is True or (self.resume == "auto" and os.path.isfile(self.path)):
+                self._restore(engine)
+            elif self.resume == "auto":
+                self.logger.info(f"resume='auto': no {self.path} yet, starting afresh.")
         except BaseException:
             self.unlock()
             raise
 
-    def _start(self, engine: Engine) -> None:
-        if self.resume is False:
-            return
-        if self.resume == "auto" and not os.path.isfile(self.path):
-            self.logger.info(f"resume='auto': no {self.path} yet, starting afresh.")
-            return
+    def _restore(self, engine: Any) -> None:
         state = read_training_state(self.path, map_location=self.map_location)
         missing = [name for name in self.save_dict if name not in state]
         if missing:
             raise ValueError(f"{self.path} holds no state for {missing}; it has {sorted(state)}.")
-        max_epochs = engine.state.max_epochs
-        epoch = int(state["epoch"])
-        if max_epochs is not None and epoch > max_epochs:
+        max_epochs, status = engine.state.max_epochs, state["status"]
+        epoch = int(status["epoch"])
+        if epoch > max_epochs:
             raise ValueError(
                 f"{self.path} holds {epoch} finished epochs, more than this trainer's max_epochs ({max_epochs}): "
                 f"pass --epochs {epoch} or more to resume it."
             )
         for name, obj in self.save_dict.items():
             try:
-                _load_into(name, obj, state[name])
+                Checkpoint.load_objects({name: obj}, {name: state[name]})
             except (RuntimeError, ValueError, KeyError, TypeError) as e:
                 raise type(e)(
                     f"cannot restore '{name}' from {self.path}: it does not fit this run's config (resume with the "
                     f"overrides the run was started with, e.g. the same --sampler_name). {e}"
                 ) from e
-        saved_length = state["trainer"].get("epoch_length")
-        epoch_length = engine.state.epoch_length or saved_length
-        if saved_length and epoch_length != saved_length:
-            self.logger.warning(
-                f"an epoch is now {epoch_length} iterations, {saved_length} when {self.path} was written (another "
-                "batch size or number of processes?): iteration counts restart from epoch x the new length."
-            )
+        epoch_length = engine.state.epoch_length or state["trainer"]["epoch_length"]
         engine.load_state_dict({"epoch": epoch, "epoch_length": epoch_length, "max_epochs": max_epochs})
-        if state["early_stopped"]:
+        if status["early_stopped"]:
             self.logger.info(f"resumed from {self.path}: training stopped early after epoch {epoch}; nothing to do.")
             engine.terminate()
-        elif max_epochs is not None and epoch >= max_epochs:
+        elif epoch >= max_epochs:
             self.logger.info(f"resumed from {self.path}: all {max_epochs} epochs were done; nothing to do.")
         else:
             self.logger.info(f"resumed from {self.path}: {epoch} epoch(s) done, continuing with epoch {epoch + 1}.")
-
-
-class _AtomicFixedNameSaver(DiskSaver):
-    """ignite's ``DiskSaver`` writing through :py:func:`atomic_torch_save`, under a fixed file name if given.
-
-    With a fixed name, ``remove`` does nothing: the next save replaces the file atomically, so there is never a
-    moment without a best model on disk (MONAI's saver deletes the old file first, then writes the new one in place).
-    """
-
-    def __init__(self, dirname: str, filename: str | None = None) -> None:
-        super().__init__(dirname=dirname, atomic=True, require_empty=False)
-        self.filename = filename
-
-    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
-        if idist.get_rank() == self.save_on_rank:
-            atomic_torch_save(checkpoint, self.dirname / (self.filename or filename))
-
-    def remove(self, filename: str) -> None:
-        if self.filename is None and idist.get_rank() == self.save_on_rank:
-            path = self.dirname / filename
-            if path.exists():
-                path.unlink()
-
-
-class AtomicCheckpointSaver(CheckpointSaver):
-    """MONAI's :py:class:`monai.handlers.CheckpointSaver` (same arguments, same files and file contents) whose every
-    write is atomic (:py:func:`atomic_torch_save`): an interrupted run never leaves a truncated or missing
-    ``model.pt``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
-            if checkpoint is not None:
-                old = checkpoint.save_handler
-                checkpoint.save_handler = _AtomicFixedNameSaver(str(old.dirname), getattr(old, "filename", None))

@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from .atomic_file import atomic_write
 from .class_indices import to_class_indices
+from .decision import DECISION_THRESHOLD_KEY, choose_threshold, decide
 
-__all__ = ["atomic_write", "to_class_indices"]
+__all__ = ["DECISION_THRESHOLD_KEY", "atomic_write", "choose_threshold", "decide", "to_class_indices"]

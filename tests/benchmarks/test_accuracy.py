@@ -34,12 +34,18 @@ def test_staged_sweep_writes_rows_predictions_and_paired_comparisons_and_resumes
     assert "staged_epochs" not in rows["full"]["overrides"]  # the teacher does not depend on the staged step
     for method in ("das", "uniform"):
         row = rows[method]
-        assert (row["recipe"], row["sampling_ratio"], row["epochs"], row["seed"]) == ("staged", "0.25", "1", "0")
+        key = (row["recipe"], row["sampling_ratio"], row["epochs"], row["seed"])
+        assert key == ("staged_selected", "0.25", "1", "0")
         assert "staged_epochs=1" in row["overrides"] and row["image_size"] == "32"
         assert 0.0 <= float(row["test_auc"]) <= 1.0
-        log = (work / f"synthetic-{method}-seed0-staged-r0.25-e1-{row['overrides'].replace(' ', '-').replace('=', '')}"
-               / "benchmark.log").read_text()
-        assert "train_staged.json" in log and "model.pt" in log.split("--teacher_ckpt ")[1].split()[0]
+        overrides = row["overrides"].replace(" ", "-").replace("=", "")
+        name = f"synthetic-{method}-seed0-staged_selected-r0.25-e1-{overrides}"
+        log = (work / name / "benchmark.log").read_text()
+        train_command = next(line for line in log.splitlines() if "--teacher_ckpt" in line)
+        # the bundle's one training command, given the shared teacher
+        assert "configs/train.json" in train_command and "train_end_to_end" not in train_command
+        assert "model.pt" in train_command.split("--teacher_ckpt ")[1].split()[0]
+        assert (work / name / "prior" / "model.pt").is_file() and (work / name / "selection.json").is_file()
     for row in rows.values():
         predictions = _rows(results / row["predictions"])
         assert len(predictions) == 32 and {"id", "label", "prob_disc", "prob_ring", "picked_frames"} <= set(predictions[0])
@@ -53,8 +59,8 @@ def test_staged_sweep_writes_rows_predictions_and_paired_comparisons_and_resumes
     expected = float(rows["das"]["test_auc"]) - float(rows["uniform"]["test_auc"])
     assert abs(float(paired["das - uniform"]["mean_auc_difference"]) - expected) < 2e-4
     table = (results / "accuracy.md").read_text()
-    assert "PARTIAL" not in table and "| synthetic | staged | 0.25 | das | 1 |" in table
-    assert "| synthetic | staged | 0.25 | das - uniform | 1 | 32 |" in table
+    assert "PARTIAL" not in table and "| synthetic | staged_selected | 0.25 | das | 1 |" in table
+    assert "| synthetic | staged_selected | 0.25 | das - uniform | 1 | 32 |" in table
 
     # finished rows are skipped; another staged option is a new row that reuses the teacher
     assert accuracy.main(argv) == 0

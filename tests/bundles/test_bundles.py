@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLES_DIR = ROOT / "bundles"
 SCHEMA = BUNDLES_DIR / "meta_schema.json"
 BUNDLES = ["synthetic", *MEDMNIST_CLASSES, "covid_blues", "busv"]
-TRAIN, EVALUATE, INFERENCE = ["train.json"], ["train.json", "evaluate.json"], ["inference.json"]
+# end to end (train_end_to_end.json): every component of the bundle in one short run; the staged recipe that
+# train.json runs alone is tested in tests/engines/test_staged_bundle.py
+TRAIN, EVALUATE, INFERENCE = ["train.json", "train_end_to_end.json"], ["train.json", "evaluate.json"], ["inference.json"]
 
 
 def bundle_dir(name: str) -> Path:
@@ -291,7 +293,7 @@ def test_backbone_resnet3d(bundle_data, tmp_path, restore_torch_state):
 
     name, extra, out = "vesselmnist3d", "backbone_resnet3d.json", tmp_path / "outputs"
     overrides = {**data_overrides(name, bundle_data), "epochs": 1, "batch_size": 4, "output_dir": str(out)}
-    training = run_workflow(name, ["train.json", extra], **overrides)
+    training = run_workflow(name, [*TRAIN, extra], **overrides)
     network = training.parser.get_parsed_content("network")
     assert isinstance(network.backbone, monai.networks.nets.ResNet) and network.backbone_dims == 3
     assert network.backbone.conv1.weight.is_contiguous()
@@ -500,7 +502,7 @@ def test_edited_files_are_short_and_generated_ones_follow_them():
     ``train.json`` holds the shared recipe with the bundle's own values on top (its classes and data), and its
     ``inference.json`` the same network and preprocessing as its ``train.json``."""
     edited = [*sorted((BUNDLES_DIR / "common").glob("*.json")), *sorted(BUNDLES_DIR.glob("*/configs/dataset.json"))]
-    assert len(edited) == 6 + len(BUNDLES), edited
+    assert len(edited) == 7 + len(BUNDLES), edited
     for path in edited:
         assert len(path.read_text().splitlines()) < 120, path
     common = json.loads((BUNDLES_DIR / "common" / "train.json").read_text())

@@ -1,4 +1,5 @@
-"""The staged recipe: teacher loading, cached features, the exact subset loss, the ranking term, the saved state."""
+"""The pieces of the staged recipe: teacher loading, cached features (with the frame mask), the exact subset loss,
+the ranking term, the BatchNorm re-estimation."""
 
 from __future__ import annotations
 
@@ -6,11 +7,9 @@ import math
 
 import pytest
 import torch
-from monai.data import MetaTensor
-from monai.transforms import SpatialPad
+from tiny_staged import SIZE, T, FrameMeans, classifier, data
 from torch import nn
 
-from monai_das.engines import train_sampler_staged
 from monai_das.engines.batchnorm_recalibration import recalibrate_batchnorm
 from monai_das.engines.staged_sampler_training import (
     cache_frame_features,
@@ -20,40 +19,6 @@ from monai_das.engines.staged_sampler_training import (
     teacher_frame_scores,
 )
 from monai_das.networks.nets import SubsampledClassifier, get_sampler
-
-T, K, SIZE = 8, 2, 16
-
-
-class FrameMeans(nn.Module):
-    """A tiny 2D backbone: 4 learned projections of a frame's mean intensity (BatchNorm to test eval mode)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.norm = nn.BatchNorm2d(4)
-
-    def forward(self, x):
-        return torch.relu(self.norm(self.conv(x))).mean(dim=(2, 3))
-
-
-def classifier(name: str, k: int = K) -> SubsampledClassifier:
-    torch.manual_seed(0)
-    return SubsampledClassifier(get_sampler(name, k, num_frames=T), FrameMeans(), num_classes=2, feature_dim=4)
-
-
-def data(n: int, seed: int) -> list[dict]:
-    """Class 1 has one bright square in a random frame; the other frames hold noise."""
-    g = torch.Generator().manual_seed(seed)
-    items = []
-    for i in range(n):
-        x = 0.1 * torch.rand(1, T, SIZE, SIZE, generator=g)
-        label = i % 2
-        if label:
-            t = int(torch.randint(0, T, (1,), generator=g))
-            x[0, t, 4:12, 4:12] += 1.0
-        items.append({"image": x, "label": torch.tensor(label)})
-    return items
-
 
 @pytest.fixture
 def teacher(tmp_path):
@@ -82,6 +47,10 @@ def test_subset_logits_are_the_head_of_the_mean_of_picked_features():
     weights[0, 0, 1] = weights[0, 1, 4] = weights[1, 0, 0] = weights[1, 1, 2] = 1
     expected = head(torch.stack([features[0, [1, 4]].mean(0), features[1, [0, 2]].mean(0)]))
     assert torch.allclose(subset_logits(head, weights, features), expected, atol=1e-6)
+    # padding picks (frame_mask False at the pick) are left out of the mean, as SubsampledClassifier pools them
+    real = torch.tensor([[True, False], [True, True]])
+    expected = head(torch.stack([features[0, 1], features[1, [0, 2]].mean(0)]))
+    assert torch.allclose(subset_logits(head, weights, features, real), expected, atol=1e-6)
 
 
 def test_teacher_scores_are_the_log_probability_of_the_true_class_per_frame():
@@ -127,60 +96,10 @@ def test_cached_features_are_the_backbone_in_eval_mode(teacher):
     with torch.no_grad():
         expected = net.backbone(items[5]["image"].transpose(0, 1))
     assert torch.allclose(cache["features"][5], expected, atol=1e-6)
-
-
-@pytest.mark.parametrize("name,scale", [("das", 1.0), ("das", 0.0), ("uniform", 1.0)])
-def test_staged_training_keeps_the_teacher_backbone_and_saves_what_the_network_computes(teacher, tmp_path, name, scale):
-    net, path = teacher
-    student = classifier(name)
-    sampler_before = {k: v.clone() for k, v in student.sampler.state_dict().items()}
-    head_before = net.head.state_dict()["1.weight"].clone()
-    out = tmp_path / "model.pt"
-    history = train_sampler_staged(student, path, data(32, seed=1), data(16, seed=2), out, epochs=2,
-                                   head_epochs=0, sampler_lr_scale=scale, batch_size=8, log_dir=str(tmp_path / "logs"))
-    assert len(history["loss"]) == len(history["val_auc"]) == 2
-    assert all(0.0 <= auc <= 1.0 for auc in history["val_auc"])
-    state = torch.load(out, weights_only=True)
-    for key, value in net.backbone.state_dict().items():  # frozen, statistics included
-        assert torch.equal(state[f"backbone.{key}"], value), key
-    assert all(p.requires_grad for p in student.backbone.parameters())
-    assert not torch.equal(state["head.1.weight"], head_before)  # the head learned on the picks
-    moved = any(not torch.equal(state[f"sampler.{k}"], v) for k, v in sampler_before.items())
-    assert moved == (name == "das" and scale > 0)  # only a trainable sampler at a positive rate learns
-
-    # the saved network in eval mode computes exactly the cached-feature logits that were validated
-    fresh = classifier(name)
-    fresh.load_state_dict(state)
-    fresh.eval()
-    val = data(16, seed=2)
-    x = torch.stack([item["image"] for item in val])
-    with torch.no_grad():
-        logits = fresh(x)
-        cache = cache_frame_features(fresh, val)
-        expected = subset_logits(fresh.head, fresh.last_sampler_output.weights, cache["features"])
-    assert torch.allclose(logits, expected, atol=1e-5)
-
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(tmp_path / "logs"))
-    events.Reload()
-    assert [e.step for e in events.Scalars("staged/val_auc")] == [1, 2]
-    assert [round(e.value, 6) for e in events.Scalars("staged/val_auc")] == [round(a, 6) for a in history["val_auc"]]
-
-
-def test_staged_training_refuses_pooling_it_cannot_make_exact(teacher, tmp_path):
-    _, path = teacher
-    torch.manual_seed(0)
-    net = SubsampledClassifier(get_sampler("das", K), FrameMeans(), num_classes=2, feature_dim=4, pooling="max")
-    with pytest.raises(ValueError, match="mean pooling"):
-        train_sampler_staged(net, path, data(4, 1), data(4, 2), tmp_path / "m.pt", epochs=1)
-    finished = tmp_path / "finished.pt"
-    finished.write_bytes(b"a user's model")
-    with pytest.raises(FileExistsError, match="never replaced"):
-        train_sampler_staged(classifier("das"), path, data(4, 1), data(4, 2), finished, epochs=1)
-    assert finished.read_bytes() == b"a user's model"
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
-        train_sampler_staged(classifier("das"), path, data(4, 1), data(4, 2), tmp_path / "m.pt", epochs=0)
+    assert cache["frame_mask"].shape == (6, T) and bool(cache["frame_mask"].all())
+    masked = [{**item, "image_frame_mask": torch.arange(T) < 3 + i} for i, item in enumerate(items)]
+    cache = cache_frame_features(net, masked, batch_size=4, frame_mask_key="image_frame_mask")
+    assert cache["frame_mask"].sum(dim=1).tolist() == [3, 4, 5, 6, 7, 8]
 
 
 def test_batchnorm_statistics_are_the_exact_moments_of_the_eval_mode_picks():
@@ -199,62 +118,3 @@ def test_batchnorm_statistics_are_the_exact_moments_of_the_eval_mode_picks():
     assert norm.momentum == 0.1 and not net.training
     no_norm = SubsampledClassifier(get_sampler("uniform", 2), nn.Sequential(nn.Flatten(), nn.LazyLinear(3)), 2, 3)
     assert recalibrate_batchnorm(no_norm, x) == 0
-
-
-def test_finetuning_keeps_the_better_state_by_validation_auc(teacher, tmp_path):
-    _, path = teacher
-    history = train_sampler_staged(classifier("das"), path, data(16, seed=1), data(16, seed=2), tmp_path / "m.pt",
-                                   epochs=1, head_epochs=0, batch_size=8, finetune_epochs=1)
-    assert len(history["finetune_val_auc"]) == 1 and 0.0 <= history["finetune_val_auc"][0] <= 1.0
-    fresh = classifier("das")
-    fresh.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
-    fresh.eval()
-    val = data(16, seed=2)
-    with torch.no_grad():
-        prob = torch.softmax(fresh(torch.stack([v["image"] for v in val])), dim=-1)
-    from monai.metrics import compute_roc_auc
-
-    auc = float(compute_roc_auc(prob, torch.nn.functional.one_hot(torch.tensor([v["label"] for v in val]), 2)))
-    assert math.isclose(auc, max(history["val_auc"][0], history["finetune_val_auc"][0]), abs_tol=1e-6)
-
-
-@pytest.mark.parametrize("scale", [1.0, 0.0])
-def test_head_epochs_train_the_head_on_the_prior_picks_before_the_sampler_learns(teacher, tmp_path, scale):
-    _, path = teacher
-    student = classifier("das")
-    prior = {k: v.clone() for k, v in student.sampler.state_dict().items()}
-    learning_steps = []
-    student.sampler.register_forward_hook(lambda *_: learning_steps.append(torch.is_grad_enabled()))
-    history = train_sampler_staged(student, path, data(16, seed=1), data(16, seed=2), tmp_path / "m.pt", epochs=1,
-                                   batch_size=8, head_epochs=2, sampler_lr_scale=scale)
-    # 2 head epochs, then 1 with the sampler (2 steps of 8); a sampler that does not learn gets no head phase
-    assert len(history["val_auc"]) == (3 if scale > 0 else 1)
-    assert sum(learning_steps) == (2 if scale > 0 else 0)
-    saved = torch.load(tmp_path / "m.pt", weights_only=True)
-    at_prior = all(torch.equal(saved[f"sampler.{k}"], v) for k, v in prior.items())
-    best_epoch = history["val_auc"].index(max(history["val_auc"]))
-    assert at_prior == (scale == 0 or best_epoch < 2)  # the best state of either phase is the one kept
-    with pytest.raises(ValueError, match="head_epochs >= 0"):
-        train_sampler_staged(classifier("das"), path, data(4, 1), data(4, 2), tmp_path / "n.pt", head_epochs=-1)
-
-
-def test_frame_features_are_cached_per_teacher(teacher, tmp_path, caplog):
-    net, path = teacher
-    cache = tmp_path / "teacher.pt.frame_features.pt"
-    # MetaTensors with traced transforms, as MONAI gives them: the cache must still load with weights_only=True
-    pad = SpatialPad((T, SIZE, SIZE))
-    train, val = ([{**item, "image": pad(MetaTensor(item["image"]))} for item in data(8, seed=seed)] for seed in (1, 2))
-    for i, name in enumerate(("uniform", "das")):
-        with caplog.at_level("INFO", logger="monai_das.engines.staged_sampler_training"):
-            caplog.clear()
-            train_sampler_staged(classifier(name), path, train, val, tmp_path / f"{name}.pt", epochs=1,
-                                 feature_cache=cache)
-        assert ("frame features read from" in caplog.text) == (i == 1)
-    saved = torch.load(cache, weights_only=True)
-    assert saved["train"]["features"].shape == (8, T, 4) and saved["stamp"]["sizes"] == [8, 8]
-    net.head[1].bias.data += 1  # another teacher: the cache is not reused
-    torch.save(net.state_dict(), path)
-    with caplog.at_level("INFO", logger="monai_das.engines.staged_sampler_training"):
-        caplog.clear()
-        train_sampler_staged(classifier("das"), path, train, val, tmp_path / "again.pt", epochs=1, feature_cache=cache)
-    assert "frame features read from" not in caplog.text

@@ -98,7 +98,8 @@ def test_torchrun_two_processes(tmp_path):
     assert sorted(logged["val_auc"]) == list(range(1, EPOCHS + 1)), logged["val_auc"]
     best_epoch = max(logged["val_auc"], key=lambda e: (logged["val_auc"][e], -e))
     state = read_training_state(out / "last.pt")
-    assert state["validator"]["best_metric_epoch"] == best_epoch, (state["validator"], logged["val_auc"])
+    best = state["best_saver"]["_saved"]
+    assert best == [(pytest.approx(logged["val_auc"][best_epoch]), "model.pt")], (best, logged["val_auc"])
     single = evaluate_single_process(out)
     print(f"best epoch {best_epoch}: logged by rank 0 {({n: logged[n][best_epoch] for n in METRICS})}, "
           f"single process {single}")

@@ -13,7 +13,7 @@ from test_bundles import read_metrics, run_workflow
 
 pytest.importorskip("ignite")
 
-TRAIN, EVALUATE = ["train.json"], ["train.json", "evaluate.json"]
+TRAIN, EVALUATE = ["train.json", "train_end_to_end.json"], ["train.json", "evaluate.json"]
 TINY = {"num_train": 8, "num_val": 8, "num_test": 8, "num_frames": 8, "frame_size": 16, "batch_size": 4,
         "epochs": 2, "device": "$torch.device('cpu')"}
 
@@ -59,19 +59,21 @@ def test_rerun_on_a_finished_folder_keeps_the_best_model(tmp_path, restore_torch
     refused(FileExistsError, r"holds a finished run \(model.pt\)", out)
     assert digest(model) == before[0]
 
-    # --overwrite True replaces it, and removes what killed writes left behind
-    stale = [out / ".model.pt.abc123.tmp", out / ".last.pt.x9.tmp"]
+    # --overwrite True replaces it, and removes what killed atomic saves left behind (ignite's temporary names)
+    stale = [out / "tmpab12_x9k", out / "tmp0qz8w3e1"]
+    kept = out / "tmp_notes.txt"  # a user's file that only looks alike
+    kept.write_text("mine")
     for f in stale:
         f.write_bytes(b"partial")
     run_workflow("synthetic", TRAIN, output_dir=str(out), overwrite=True, seed=1, **TINY)
     assert digest(model) != before[0] and last.is_file()
-    assert not any(f.exists() for f in stale)
+    assert not any(f.exists() for f in stale) and kept.read_text() == "mine"
 
 
 def test_a_second_run_into_the_same_folder_is_stopped(tmp_path, restore_torch_state):
     out = tmp_path / "outputs"
     log = tmp_path / "first.log"
-    first = start_bundle("synthetic", run_args(["train.json"], *TINY_SYNTHETIC, "--epochs", "1000", "--output_dir",
+    first = start_bundle("synthetic", run_args(TRAIN, *TINY_SYNTHETIC, "--epochs", "1000", "--output_dir",
                                                str(out)), log)
     try:
         lock = out / "last.pt.lock"

@@ -1,4 +1,5 @@
-"""``TrainingStateCheckpoint`` and ``atomic_torch_save`` on a tiny ignite trainer, in this process."""
+"""``TrainingStateCheckpoint``, ``BestModelCheckpoint`` and ``ReplacingDiskSaver`` (ignite's checkpointing) on a tiny
+ignite trainer, in this process."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import pytest
 import torch
 
-from monai_das.handlers import TrainingStateCheckpoint, atomic_torch_save, read_training_state
+from monai_das.handlers import BestModelCheckpoint, ReplacingDiskSaver, TrainingStateCheckpoint, read_training_state
 
 ignite_engine = pytest.importorskip("ignite.engine")
 from ignite.handlers import EarlyStopping  # noqa: E402
@@ -55,14 +56,14 @@ def test_resume_continues_with_the_next_epoch(tmp_path):
     run(first)
     assert first.trained == [1, 2]
     state = read_training_state(path)
-    assert state["epoch"] == 2 and state["trainer"]["iteration"] == 6 and not state["early_stopped"]
+    assert state["status"]["epoch"] == 2 and state["trainer"]["iteration"] == 6 and not state["status"]["early_stopped"]
 
     second, model2, optimizer2, scheduler2, stopper2 = make_trainer(path, True, 4)
     run(second)
     assert second.trained == [3, 4] and second.state.iteration == 12
     assert scheduler2.last_epoch == 4 and optimizer2.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**4)
     assert stopper2.best_score == 3.0 and stopper2.counter == 0
-    assert read_training_state(path)["epoch"] == 4
+    assert read_training_state(path)["status"]["epoch"] == 4
 
     # the same run uninterrupted trains the same epochs on the same data: identical weights
     whole, model3, *_ = make_trainer(tmp_path / "whole.pt", False, 4)
@@ -80,7 +81,7 @@ def test_early_stopping_state_survives_and_a_stopped_run_stays_stopped(tmp_path)
     second, *_ = make_trainer(path, True, 6, scores=scores, patience=2)
     run(second)
     assert second.trained == [3]  # the restored counter (1) reaches the patience (2) after one more epoch
-    assert read_training_state(path)["early_stopped"] is True
+    assert read_training_state(path)["status"]["early_stopped"] is True
     third, *_ = make_trainer(path, True, 6, scores=scores, patience=2)
     run(third)
     assert third.trained == []
@@ -110,18 +111,48 @@ def test_a_model_checkpoint_is_not_a_training_state(tmp_path):
         read_training_state(path)
 
 
-def test_atomic_save_never_leaves_a_partial_file(tmp_path):
-    path = tmp_path / "last.pt"
-    atomic_torch_save({"a": torch.arange(3)}, path)
+def test_a_fixed_name_checkpoint_is_replaced_never_removed(tmp_path):
+    path = tmp_path / "model.pt"
+    saver = ReplacingDiskSaver(tmp_path)
+    saver({"a": torch.arange(3)}, "model.pt")
+    saver.remove("model.pt")  # ignite's Checkpoint calls this just before it saves the same name again
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.arange(3))
 
     class Unpicklable:
         def __reduce__(self):
             raise RuntimeError("cannot pickle this")
 
     with pytest.raises(RuntimeError, match="cannot pickle this"):
-        atomic_torch_save({"a": torch.zeros(10**6), "b": Unpicklable()}, path)
+        saver({"a": torch.zeros(10**6), "b": Unpicklable()}, "model.pt")
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.arange(3))  # the old file, intact
-    assert os.listdir(tmp_path) == ["last.pt"]  # and no temporary file left behind
-    umask = os.umask(0)
-    os.umask(umask)
-    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # permissions of any new file, not mkstemp's 0600
+    assert os.listdir(tmp_path) == ["model.pt"]  # and no temporary file left behind
+    assert os.stat(path).st_mode & 0o044 == 0o044  # readable by group and others, not mkstemp's 0600
+
+
+def test_best_model_keeps_the_first_best_epoch_and_its_record_resumes(tmp_path):
+    scores = [0.6, 0.8, 0.7, 0.8, 0.9]
+    model = torch.nn.Linear(3, 1)
+    saved_weights = {}
+
+    def make(resume, max_epochs):
+        trainer = ignite_engine.Engine(lambda e, b: None)
+        best = BestModelCheckpoint(str(tmp_path), {"model": model}, "val_auc")
+
+        def validate(engine):
+            torch.nn.init.constant_(model.bias, float(engine.state.epoch))  # weights that name their epoch
+            engine.state.metrics["val_auc"] = scores[engine.state.epoch - 1]
+            best(engine)
+            saved_weights[engine.state.epoch] = torch.load(tmp_path / "model.pt", weights_only=True)["bias"].item()
+
+        trainer.add_event_handler(ignite_engine.Events.EPOCH_COMPLETED, validate)
+        TrainingStateCheckpoint(tmp_path / "last.pt", {"best": best}, resume=resume).attach(trainer)
+        trainer.run(DATA, max_epochs=max_epochs)
+        return best
+
+    make(False, 3)
+    assert saved_weights == {1: 1.0, 2: 2.0, 3: 2.0}  # epoch 3 (0.7) did not replace epoch 2 (0.8)
+    best = make(True, 5)
+    # resumed with the record 0.8: epoch 4 ties (the first best is kept), epoch 5 is better
+    assert saved_weights[4] == 2.0 and saved_weights[5] == 5.0
+    assert [priority for priority, _ in best.state_dict()["_saved"]] == [0.9]
+    assert sorted(os.listdir(tmp_path)) == ["last.pt", "last.pt.lock", "model.pt"]

@@ -12,9 +12,9 @@ from two places (the first one wins):
 A label is a class index (``1``, ``"1"``) or a class name of the bundle's ``metadata.json`` (``"aneurysm"``).
 Images without a label are left out.
 
-The task runs the bundle's ``configs/train.json`` in-process with :class:`monai.bundle.ConfigWorkflow` (MONAI Label
-already runs every training in a subprocess of its own), overriding ``train_dataset`` / ``val_dataset`` with a
-:class:`SequenceListDataset` of the labelled images, read and prepared by the bundle's ``inference.json``
+The task runs the bundle's ``configs/train.json`` end to end (with ``train_end_to_end.json``) in-process with
+:class:`monai.bundle.ConfigWorkflow` (MONAI Label already runs every training in a subprocess of its own),
+overriding ``train_dataset`` / ``val_dataset`` with a :class:`SequenceListDataset` of the labelled images, read and prepared by the bundle's ``inference.json``
 ``preprocessing``, exactly as at inference, and ``output_dir`` with a work folder. Every class needs
 at least one labelled image. Validation: every 5th labelled image of each class (sorted by id), when that leaves every
 class in both validation and training; otherwise the training images themselves (a smoke run; its metrics mean
@@ -378,7 +378,7 @@ class DASClassificationTrainTask(TrainTask):
         logger.info("training %s on %d images (%d for validation), %d epoch(s), %s", self.bundle.name,
                     len(train_items), len(val_items), opts["max_epochs"], opts["device"])
         workflow = ConfigWorkflow(
-            config_file=str(self.bundle / "configs" / "train.json"),
+            config_file=[str(self.bundle / "configs" / c) for c in ("train.json", "train_end_to_end.json")],
             meta_file=str(self.bundle / "configs" / "metadata.json"),
             logging_file=False,
             workflow_type="train",
