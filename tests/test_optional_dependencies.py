@@ -24,7 +24,11 @@ for name in sys.argv[1:]:
 import monai_das
 from monai_das.apps import cli
 failed = {}
+# the guard MONAI Label runs as its --uvicorn_app and the endpoints it serves: they exist only inside that server
+SERVER_ONLY = {"monai_das.apps.monailabel.server", "monai_das.apps.monailabel.endpoints"}
 for module in pkgutil.walk_packages(monai_das.__path__, "monai_das."):
+    if module.name in SERVER_ONLY:
+        continue
     try:
         importlib.import_module(module.name)
     except Exception as e:
@@ -41,7 +45,6 @@ print(json.dumps({"failed": failed, "help": help_text.getvalue()}))
 """
 
 
-@pytest.mark.xfail(strict=True, reason="handlers/training_state.py subclasses ignite's DiskSaver at import (no as_type)")
 def test_every_module_imports_without_the_optional_libraries():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", PROBE, *OPTIONAL], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -29,15 +29,12 @@ MAX_FILE_LINES, MAX_FUNCTION_LINES = 450, 80
 KNOWN_PRIVATE_ACCESS = {
     "apps/monailabel/infer.py": "MONAI Label BasicInferTask._config",
     "apps/monailabel/sample_app/main.py": "MONAI Label MONAILabelApp._infers/_trainers, LocalDatastore._extensions",
-    "handlers/training_state.py": "ignite Checkpoint._handler, MONAI CheckpointSaver._key_metric_checkpoint etc.",
     "engines/batchnorm_recalibration.py": "torch nn.modules.batchnorm._BatchNorm",
 }
 KNOWN_LONG_FILES = {
-    "handlers/training_state.py": "456 lines, being replaced by ignite/MONAI checkpointing",
 }
 KNOWN_LONG_FUNCTIONS = {
     "data/video_manifest.py": "VideoManifestDataset.__init__, 99 lines",
-    "engines/staged_sampler_training.py": "train_sampler_staged, 153 lines",
 }
 
 
