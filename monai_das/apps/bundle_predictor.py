@@ -172,6 +172,7 @@ class BundlePredictor:
         channels: input channels.
         class_names: output class names.
         ckpt: the checkpoint used; ``ckpt_sha256`` its sha256; ``version`` the bundle's metadata version.
+        network_options: the checkpoint's network options (with the decision threshold chosen on validation, if any).
 
     Raises:
         FileNotFoundError: for a missing bundle config, metadata or checkpoint.
@@ -214,6 +215,7 @@ class BundlePredictor:
             raise ValueError(f"checkpoint '{self.ckpt}' does not fit the network of bundle '{self.bundle}' "
                              f"(sampler_name={parser.get('sampler_name', '?')}): {e}") from e
         self.network = network.to(self.device).eval()
+        self.network_options = saved
 
     def _saved_options(self, saved: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The checkpoint's network options that ``inference.json`` has (the backbone is compared, not set).

@@ -51,6 +51,7 @@ from monai.utils import optional_import
 from monai_das.apps.bundle_predictor import BundlePredictor
 from monai_das.apps.prediction_table import PredictionTable
 from monai_das.data import DEFAULT_MAX_VOXELS, NPZ_SPLITS, SLICE_PLANES, InputSpec, expand_inputs
+from monai_das.utils import decide
 
 PILImage, has_pil = optional_import("PIL.Image")
 
@@ -224,7 +225,8 @@ def _predict_one(predictor: BundlePredictor, spec: InputSpec, montage_path: Path
             message = f"{spec.id}: {message}"
         logger.warning("%s: error: %s", spec.id, message)
         return {**row, "status": "error", "error": message, "warning": "; ".join(notes)}
-    probs, label = result.probabilities, int(np.argmax(result.probabilities))
+    probs = result.probabilities
+    label = int(decide(np.asarray(probs)[None], predictor.network_options)[0])  # the threshold chosen on validation
     notes += result.notes
     row.update(status="ok", predicted_class=str(label), predicted_label=predictor.class_names[label],
                num_source_frames=str(result.num_source_frames), domain_warning=result.domain_warning)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_das.data.load_sequence import picked_source_frames
+from monai_das.handlers.network_config import NetworkConfig
 from monai_das.networks.utils import unwrap_network
 from monai_das.utils.atomic_file import atomic_write
+from monai_das.utils.decision import decide
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -52,6 +54,9 @@ class PredictionWriter:
             ``<image_key>_frame_index`` and ``<image_key>_source_frames`` that ``LoadSequenced`` writes),
             ``domain_warning`` (``<image_key>_domain_warning``) and ``checkpoint_sha256``.
         checkpoint_sha256: the sha256 of the checkpoint the network runs (with ``trace``).
+        network_config: the checkpoint's network options, as a mapping or the :py:class:`NetworkConfig` a checkpoint
+            loader fills: a binary task's class is decided with the threshold they store (chosen on validation,
+            :py:func:`monai_das.utils.decide`); ``None``: argmax.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class PredictionWriter:
         mask_key: str = "image_frame_mask",
         trace: bool = False,
         checkpoint_sha256: str = "",
+        network_config: Any = None,
     ) -> None:
         if not class_names:
             raise ValueError("class_names must name at least one class.")
@@ -79,6 +85,7 @@ class PredictionWriter:
         self.mask_key = mask_key
         self.trace = bool(trace)
         self.checkpoint_sha256 = str(checkpoint_sha256)
+        self.network_config = network_config
         self.rows: list[list[str]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -118,7 +125,8 @@ class PredictionWriter:
                 self.rows.append([self._item_id(item, len(self.rows)), "error"] + [""] * (len(self.class_names) + 4)
                                  + [str(item["error"]), "", self.checkpoint_sha256])
                 continue
-            label = int(probs.argmax())
+            options = self.network_config.values if isinstance(self.network_config, NetworkConfig) else self.network_config
+            label = int(decide(probs[None], options)[0])
             picks = sampled.indices[i].cpu()
             if isinstance(item, dict) and item.get(self.mask_key) is not None:
                 picks = picks[torch.as_tensor(item[self.mask_key], dtype=torch.bool).reshape(-1).cpu()[picks]]

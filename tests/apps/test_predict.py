@@ -341,3 +341,31 @@ def test_a_checkpoint_of_another_bundle_is_refused_naming_both(tmp_path):
                                          r"'covid_blues' in the checkpoint, 'vesselmnist3d' in the bundle"):
         predict(VESSEL_BUNDLE, [volume], tmp_path / "r.csv", ckpt=ckpt)
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_the_class_is_decided_at_the_threshold_stored_with_the_checkpoint(tmp_path):
+    """A binary checkpoint carries the threshold chosen on validation (``decision_threshold``): predict's class is
+    class 1 exactly where its probability is above it, whatever the argmax says; the probabilities are unchanged."""
+    from monai.bundle import ConfigParser
+
+    from monai_das.apps.predict import predict
+
+    parser = ConfigParser()
+    parser.read_config(str(VESSEL_BUNDLE / "configs" / "train.json"))
+    parser.update({"bundle_root": str(VESSEL_BUNDLE), "device": "$torch.device('cpu')", "sampler_name": "uniform"})
+    weights = build_network(sampler_name="uniform").state_dict()
+    options = parser.get_parsed_content("network_config").state_dict()
+    rng = np.random.default_rng(0)
+    volumes = [write_nifti(tmp_path / f"v{i}.nii.gz", rng.random((28, 28, 28)) * 255) for i in range(3)]
+    rows = {}
+    for threshold in (0.0, 1.0, None):
+        ckpt = tmp_path / f"model_{threshold}.pt"
+        stored = options if threshold is None else {**options, "decision_threshold": threshold}
+        torch.save({"model": weights, "network_config": stored}, ckpt)
+        rows[threshold] = predict(VESSEL_BUNDLE, volumes, tmp_path / f"r_{threshold}.csv", ckpt=ckpt)
+    positive = f"prob_{options['class_names'][1]}"
+    for i in range(3):
+        p1 = float(rows[None][i][positive])
+        assert 0.0 < p1 < 1.0 and float(rows[0.0][i][positive]) == p1 == float(rows[1.0][i][positive])
+        assert rows[0.0][i]["predicted_class"] == "1" and rows[1.0][i]["predicted_class"] == "0"
+        assert rows[None][i]["predicted_class"] == str(int(p1 > 0.5))  # no stored threshold: the argmax

@@ -102,3 +102,19 @@ def test_a_checkpoint_of_another_bundle_is_refused(name, overrides, named, tmp_p
     for needle in named:
         assert needle in text, text
     assert not (tmp_path / "out" / "predictions.csv").exists()
+
+
+@pytest.mark.parametrize("threshold, decided", [(0.0, "1"), (1.0, "0")])
+def test_the_class_is_decided_at_the_threshold_stored_with_the_checkpoint(threshold, decided, tmp_path):
+    """predictions.csv's class follows the threshold the checkpoint stores (chosen on validation), not the argmax."""
+    ckpt = save_checkpoint("vesselmnist3d", tmp_path / "model.pt")
+    state = torch.load(ckpt, weights_only=True)
+    state["network_config"]["decision_threshold"] = threshold
+    torch.save(state, ckpt)
+    rng = np.random.default_rng(0)
+    volumes = [write_nifti(tmp_path / f"v{i}.nii.gz", rng.random((28, 28, 28)) * 255) for i in range(2)]
+    run_inference(input_paths=volumes, ckpt_path=str(ckpt), output_dir=str(tmp_path / "out"))
+    with open(tmp_path / "out" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {r["predicted_class"] for r in rows} == {decided}
+    assert all(0.0 < float(r["prob_aneurysm"]) < 1.0 for r in rows)

@@ -7,7 +7,7 @@ result JSON holds MONAI Label's ``prediction`` list (``{"idx", "label", "score"}
 and adds:
 
 - ``probabilities``: ``{class name: probability}``;
-- ``predicted_label``: the most probable class;
+- ``predicted_label``: the class (binary: above the threshold stored with the checkpoint, chosen on validation; else the most probable);
 - ``picked_slices``: the sampler's k picks, increasing, among the network's ``T`` frames (only the real ones: every
   slice of an input with fewer than k);
 - ``source_slices``: the same picks as the file numbers its frames (NIfTI: voxel index along the slice direction;
@@ -38,6 +38,7 @@ from monai.transforms import Activationsd, EnsureTyped, MapTransform
 from monai.utils import optional_import
 
 from monai_das.apps.bundle_predictor import BundlePredictor
+from monai_das.utils import decide
 from monai_das.apps.monailabel.request_checks import RequestError, check_device
 from monai_das.data import slice_axcodes
 
@@ -246,7 +247,8 @@ class DASClassificationInferTask(BasicInferTask):
         label, result = super().writer(data, extension, dtype)
         probs = [float(p) for p in torch.as_tensor(data[self.output_label_key]).reshape(-1).tolist()]
         result["probabilities"] = {name: probs[i] for i, name in enumerate(self.class_names) if i < len(probs)}
-        best = int(np.argmax(probs)) if probs else -1
+        predictor = self.predictor(str(data.get("device", "cpu")))
+        best = int(decide(np.asarray(probs)[None], predictor.network_options)[0]) if probs else -1
         result["predicted_label"] = self.class_names[best] if 0 <= best < len(self.class_names) else str(best)
         picks = data.get("picked_slices")
         result["picked_slices"] = picks
@@ -255,7 +257,6 @@ class DASClassificationInferTask(BasicInferTask):
         image = data.get(self.input_key)
         result["num_slices"] = int(image.shape[1]) if hasattr(image, "shape") and len(image.shape) == 4 else None
         result["num_source_slices"] = data.get("image_num_source_frames")
-        predictor = self.predictor(str(data.get("device", "cpu")))
         result["checkpoint_sha256"], result["bundle_version"] = predictor.ckpt_sha256, predictor.version
         result["domain_warning"] = data.get("image_domain_warning", "")
         result["warnings"] = data.get("notes", [])
