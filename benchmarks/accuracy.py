@@ -67,7 +67,7 @@ DATASETS = {
 FOLDS = 5
 METHODS = ("full", "random", "uniform", "dps", "adps", "das", "das_prior", "das_from_prior", "das_segments")
 #: bundle overrides that make a method (default: ``sampler_name`` = the method)
-METHOD_OVERRIDES = {"das_prior": {"sampler_name": "das", "sampler_lr_scale": 0},
+METHOD_OVERRIDES = {"das_prior": {"sampler_name": "das", "sampler_lr_scale": 0, "staged_sampler_lr_scale": 0},
                     "das_from_prior": {"sampler_name": "das", "head_epochs": 30}}
 RECIPES = ("staged", "end_to_end")
 #: the comparisons of the paired table: (method A, method B), A - B
@@ -75,8 +75,8 @@ COMPARISONS = (("das", "uniform"), ("das", "full"), ("das", "das_prior"), ("das"
                ("das_from_prior", "uniform"), ("das_from_prior", "full"), ("das_from_prior", "das_prior"),
                ("das_from_prior", "das"))
 #: overrides read only by train_staged.json: they do not change the full-sequence teacher
-STAGED_ONLY = ("staged_epochs", "staged_batch_size", "rank_weight", "rank_temperature", "rank_target",
-               "finetune_epochs", "finetune_learning_rate", "head_epochs")
+STAGED_ONLY = ("staged_epochs", "staged_batch_size", "staged_sampler_lr_scale",
+               "rank_weight", "rank_temperature", "rank_target", "finetune_epochs", "finetune_learning_rate", "head_epochs")
 KEY_FIELDS = ["dataset", "method", "recipe", "seed", "sampling_ratio", "image_size", "epochs", "overrides"]
 FIELDS = KEY_FIELDS + ["test_auc", "test_balanced_accuracy", "test_accuracy", "test_loss", "train_seconds", "device",
                        "predictions"]

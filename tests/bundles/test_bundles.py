@@ -489,6 +489,25 @@ def test_bundles_match_generator(cli):
     assert rc == 0, f"bundles/ differ from scripts/make_bundles.py (run it without --check):\n{output}"
 
 
+def test_edited_files_are_short_and_generated_ones_follow_them():
+    """What a person edits (``bundles/common/``, each ``dataset.json``) stays under 120 lines; each bundle's
+    ``train.json`` holds the shared recipe with the bundle's own values on top (its classes and data), and its
+    ``inference.json`` the same network and preprocessing as its ``train.json``."""
+    edited = [*sorted((BUNDLES_DIR / "common").glob("*.json")), *sorted(BUNDLES_DIR.glob("*/configs/dataset.json"))]
+    assert len(edited) == 6 + len(BUNDLES), edited
+    for path in edited:
+        assert len(path.read_text().splitlines()) < 120, path
+    common = json.loads((BUNDLES_DIR / "common" / "train.json").read_text())
+    for name in BUNDLES:
+        train = train_params(name)
+        own = json.loads((bundle_dir(name) / "configs" / "dataset.json").read_text())
+        assert train["train_dataset"] == own["train_dataset"] and train["class_names"] == own["class_names"], name
+        assert train["optimizer"] == common["optimizer"] and train["deterministic"] == common["deterministic"], name
+        inference = json.loads((bundle_dir(name) / "configs" / "inference.json").read_text())
+        for key in ("network_def", "sampler", "backbone", "deterministic", "class_names", "num_frames", "frame_size"):
+            assert inference[key] == train[key], (name, key)
+
+
 def test_cli_unknown_sampler(cli):
     from monai_das.networks.nets import SAMPLER_NAMES
 
