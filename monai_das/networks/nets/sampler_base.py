@@ -176,7 +176,7 @@ class FrameSampler(nn.Module):
         k = indices.shape[1]
         # one index_select of whole frames: 3-9x faster than Tensor.gather with an index expanded over H and W
         # (measured on the CPU, 1 thread: 16 of 32 frames of 224 x 224 in 0.16 ms against 1.3 ms)
-        if b == 1:
+        if b == 1 and not torch.jit.is_tracing():  # a trace must not keep the batch-of-one shortcut
             return x.index_select(2, indices[0])
         rows = (torch.arange(b * c, device=x.device).reshape(b, c, 1) * t + indices[:, None, :]).reshape(-1)
         return x.reshape(b * c * t, h * w).index_select(0, rows).reshape(b, c, k, h, w)
