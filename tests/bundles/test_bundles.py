@@ -27,6 +27,9 @@ import torch
 
 from bundle_test_data import BUSV_SPLITS, MEDMNIST_CLASSES, medmnist_counts, moving_blob, write_mp4
 
+from monai_das.handlers import split_checkpoint
+from monai_das.utils import decide
+
 monai_bundle = pytest.importorskip("monai.bundle")
 pytest.importorskip("ignite")
 
@@ -159,8 +162,9 @@ def class_names(name: str, overrides: dict | None = None) -> list[str]:
 
 def check_predictions(path: Path, class_names: list[str], num_inputs: int, frames: int, k: int) -> None:
     """inference.json's predictions.csv: one traceable row per input (``status`` ok, the picks as the file numbers
-    its frames, the checkpoint's sha256)."""
+    its frames, the checkpoint's sha256, the class decided with the threshold the checkpoint stores, else argmax)."""
     rows = read_rows(path)
+    options = split_checkpoint(torch.load(path.parent / "model.pt", weights_only=True))[1]
     prob_columns = [f"prob_{c}" for c in class_names]
     assert list(rows[0]) == ["id", "status", "predicted_class", "predicted_label", *prob_columns, "picked_frames",
                              "source_frames", "error", "domain_warning", "checkpoint_sha256"]
@@ -172,7 +176,8 @@ def check_predictions(path: Path, class_names: list[str], num_inputs: int, frame
         probs = [float(row[c]) for c in prob_columns]
         assert all(0.0 <= p <= 1.0 for p in probs) and math.isclose(sum(probs), 1.0, abs_tol=1e-4), row
         predicted = int(row["predicted_class"])
-        assert probs[predicted] == max(probs) and row["predicted_label"] == class_names[predicted], row
+        assert predicted == int(decide(torch.tensor([probs]), options)[0]), (row, options.get("decision_threshold"))
+        assert row["predicted_label"] == class_names[predicted], row
         picked = [int(i) for i in row["picked_frames"].split()]
         assert len(picked) == k, f"{len(picked)} picked frames, expected k = {k} of T = {frames}: {row}"
         assert picked == sorted(set(picked)), f"picked frames not distinct and increasing: {picked}"
@@ -523,7 +528,7 @@ def test_cli_unknown_sampler(cli):
 
 
 def test_cli_num_samples_above_frames(cli):
-    failed_with(cli["num_samples_above_frames"], "num_samples (99)", "T = 8")
+    failed_with(cli["num_samples_above_frames"], "num_samples (99)", "num_frames (8)")
 
 
 def test_cli_sampling_ratio_above_one(cli):
