@@ -29,12 +29,10 @@ MAX_FILE_LINES, MAX_FUNCTION_LINES = 450, 80
 KNOWN_PRIVATE_ACCESS = {
     "apps/monailabel/infer.py": "MONAI Label BasicInferTask._config",
     "apps/monailabel/sample_app/main.py": "MONAI Label MONAILabelApp._infers/_trainers, LocalDatastore._extensions",
-    "engines/batchnorm_recalibration.py": "torch nn.modules.batchnorm._BatchNorm",
 }
 KNOWN_LONG_FILES = {
 }
 KNOWN_LONG_FUNCTIONS = {
-    "data/video_manifest.py": "VideoManifestDataset.__init__, 99 lines",
 }
 
 

@@ -121,35 +121,8 @@ class VideoManifestDataset(Dataset):
             [_parse_label(r.get(label_key), self.manifest, r[_ROW], label_key) for r in all_rows] if label_key else []
         )
 
-        if fold is None:
-            fr = _check_fractions(fractions)
-            names = {3: ("train", "val", "test"), 2: ("train", "val")}.get(len(fr), ())
-            count, what = len(fr), f"fractions {tuple(fr)}"
-        else:
-            names, count, what = ("train", "val", "test"), 3, f"fold {fold!r}"
-        if split is None:
-            rows = all_rows
-            self.split: str | int | None = None
-        else:
-            if isinstance(split, str):
-                if split not in names:
-                    raise ValueError(
-                        f"split must be None, one of {list(names)} or an index in [0, {count - 1}] for "
-                        f"{what}, got {split!r}."
-                    )
-                index = names.index(split)
-            elif isinstance(split, (int, np.integer)) and not isinstance(split, bool) and 0 <= split < count:
-                index = int(split)
-            else:
-                raise ValueError(
-                    f"split must be None, one of {list(names)} or an index in [0, {count - 1}], got {split!r}."
-                )
-            if fold is None:
-                parts = split_by_group(all_rows, fr, seed=seed, group_key=group_key, stratify_key=stratify_key)
-            else:
-                parts = _fold_splits(all_rows, fold, num_folds, seed, group_key, stratify_key)
-            rows = parts[index]
-            self.split = split
+        self.split: str | int | None = split
+        rows = self._split_rows(all_rows, split, fractions, seed, group_key, stratify_key, fold, num_folds)
         self.rows = rows
 
         if label_key:
@@ -172,14 +145,49 @@ class VideoManifestDataset(Dataset):
         self.videos = VideoDecodeCache(cache_dir, self.load_options)
         self.cache_dir = self.videos.cache_dir
         if check_files:
-            bad = [(r[_ROW], p) for r, p in ((r, self.path_of(r)) for r in rows) if not os.path.isfile(p)]
-            if bad:
-                listed = "; ".join(f"row {r}: {p}" for r, p in bad[:10])
-                more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
-                raise FileNotFoundError(
-                    f"{len(bad)} video(s) listed in {self.manifest} do not exist: {listed}{more}. "
-                    "Use validate_manifest() for the full list, or check_files=False to defer the error."
+            self._check_files_exist(rows)
+
+    def _split_rows(self, all_rows: list, split: str | int | None, fractions: Sequence[float], seed: int,
+                    group_key: str | None, stratify_key: str | None, fold: int | None, num_folds: int) -> list:
+        """The rows of ``split``: by ``fractions`` (grouped, stratified), or with ``fold`` of that cross-validation
+        fold; every row for ``split=None``."""
+        if fold is None:
+            fr = _check_fractions(fractions)
+            names = {3: ("train", "val", "test"), 2: ("train", "val")}.get(len(fr), ())
+            count, what = len(fr), f"fractions {tuple(fr)}"
+        else:
+            names, count, what = ("train", "val", "test"), 3, f"fold {fold!r}"
+        if split is None:
+            return all_rows
+        if isinstance(split, str):
+            if split not in names:
+                raise ValueError(
+                    f"split must be None, one of {list(names)} or an index in [0, {count - 1}] for "
+                    f"{what}, got {split!r}."
                 )
+            index = names.index(split)
+        elif isinstance(split, (int, np.integer)) and not isinstance(split, bool) and 0 <= split < count:
+            index = int(split)
+        else:
+            raise ValueError(
+                f"split must be None, one of {list(names)} or an index in [0, {count - 1}], got {split!r}."
+            )
+        if fold is None:
+            parts = split_by_group(all_rows, fr, seed=seed, group_key=group_key, stratify_key=stratify_key)
+        else:
+            parts = _fold_splits(all_rows, fold, num_folds, seed, group_key, stratify_key)
+        return parts[index]
+
+    def _check_files_exist(self, rows: list) -> None:
+        """Raise ``FileNotFoundError`` listing the rows whose video file does not exist."""
+        bad = [(r[_ROW], p) for r, p in ((r, self.path_of(r)) for r in rows) if not os.path.isfile(p)]
+        if bad:
+            listed = "; ".join(f"row {r}: {p}" for r, p in bad[:10])
+            more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+            raise FileNotFoundError(
+                f"{len(bad)} video(s) listed in {self.manifest} do not exist: {listed}{more}. "
+                "Use validate_manifest() for the full list, or check_files=False to defer the error."
+            )
 
     def __len__(self) -> int:
         return len(self.rows)

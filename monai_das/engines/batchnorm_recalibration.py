@@ -30,7 +30,7 @@ def recalibrate_batchnorm(network: nn.Module, images: torch.Tensor, batch_size: 
     Returns:
         the number of BatchNorm layers recalibrated (0: nothing to do).
     """
-    norms = [m for m in network.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in network.backbone.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))]
     if not norms:
         return 0
     network.eval()

@@ -66,8 +66,8 @@ def test_every_container_format_reads_with_its_frames_and_levels(pocus_root):
         assert item["image"].shape == (1, frames, SIZE, SIZE)
         assert int(item["label"]) == i % 3
         means = item["image"].mean(dim=(0, 2, 3))
-        expected = torch.tensor([(20 + 40 * t) / 255 for t in range(frames)])
-        torch.testing.assert_close(means, expected, rtol=0, atol=0.02)  # lossy codecs, palette of the GIF
+        expected = torch.tensor([20.0 + 40 * t for t in range(frames)])  # 8-bit values, as every reader yields
+        torch.testing.assert_close(means, expected, rtol=0, atol=5.0)  # lossy codecs, palette of the GIF
     assert seen == {".mp4", ".avi", ".mpeg", ".mov", ".gif"}
 
 
