@@ -29,7 +29,7 @@ def test_efficientnet_lite0_backbone_in_the_staged_recipe(tmp_path):
     assert not (results / "accuracy.csv").exists()
     with open(results / "accuracy_efficientnet_lite0.csv", newline="") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
-    assert set(rows) == {"full", "das", "uniform"} and rows["das"]["recipe"] == "staged"
+    assert set(rows) == {"full", "das", "uniform"} and rows["das"]["recipe"] == "staged_selected"
     assert all(0.0 <= float(r["test_auc"]) <= 1.0 for r in rows.values())
     for run_dir in (work / "efficientnet_lite0").glob("covid_blues_b_lines-*"):
         assert "backbone_efficientnet_lite0.json" in (run_dir / "benchmark.log").read_text()
